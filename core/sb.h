@@ -130,7 +130,8 @@ sb_conn *sb_conn_open(const char *url, const sb_options *opts, sb_error **err);
 ** finishes now with an error of class SB_E_CLOSED; PostgreSQL sockets are
 ** closed without waiting for the server; SQLite workers are interrupted and
 ** joined (they stop within milliseconds).  Requests and sessions stay valid
-** objects until freed.  NULL is a no-op; a second close is a no-op.
+** objects until freed (they keep the memory alive), but `c` itself must not
+** be used after this call.  NULL is a no-op.
 ** Thread: owner thread; must not be called from inside sb_conn_step.
 */
 void sb_conn_close(sb_conn *c);
@@ -139,7 +140,7 @@ void sb_conn_close(sb_conn *c);
 ** sb_conn_fd: the one pollable fd of this database.  It is the same for the
 ** connection's whole life, level-triggered, and readable whenever
 ** sb_conn_step has work to do (I/O ready, a worker finished, a deadline
-** passed).  Returns -1 after close.
+** passed, or a step finished requests that other waiters may look for).
 */
 int sb_conn_fd(const sb_conn *c);
 

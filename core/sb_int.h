@@ -93,7 +93,7 @@ struct sb_req {
     sb_error *error;     /* owned once finished with an error */
     uintptr_t tag;
     int freed;           /* the caller has let go */
-    sb_req *reap_next;   /* in c->reap list */
+    sb_req *reap_prev, *reap_next;  /* in c->reap list */
     int on_reap;
     sb_req *timed_prev, *timed_next;  /* in c->timed list */
     int on_timed;
@@ -103,6 +103,7 @@ struct sb_req {
 
 struct sb_session {
     sb_conn *conn;       /* counted reference */
+    int refs;            /* the caller's + one per live request using it */
     void *drv;           /* the driver's pin (connection) or NULL */
     int broken;
     int closed;
@@ -128,6 +129,7 @@ void sb__req_fail(sb_req *r, sb_errclass cls, const char *sqlstate,
 /* Drop a reference; frees r at zero. */
 void sb__req_unref(sb_req *r);
 void sb__conn_unref(sb_conn *c);
+void sb__session_unref(sb_session *s);
 
 /* ------------------------------------------------------- result builder */
 sb_result *sb__result_new(int ncols);
@@ -161,6 +163,12 @@ int sb__wake_mod(sb_conn *c, int fd, unsigned events);
 void sb__wake_del(sb_conn *c, int fd);
 /* Make the pollable fd readable (any thread). */
 void sb__wake_signal(sb_conn *c);
+/* conn.c only: create/destroy the set, drain evfd and timerfd at the start
+** of a step, arm the timerfd at a monotonic ms time (0 disarms). */
+int sb__wake_init(sb_conn *c);
+void sb__wake_fini(sb_conn *c);
+void sb__wake_drain(sb_conn *c);
+void sb__wake_arm(sb_conn *c, int64_t at_ms);
 
 /* ------------------------------------------------------------------ sql */
 /*
@@ -173,6 +181,8 @@ void sb__wake_signal(sb_conn *c);
 int sb__sql_scan(char *sql, size_t len, int qmark, int *maxparam);
 
 /* ------------------------------------------------------------------ url */
+/* The driver a URL names (NULL if none) and the part it gets as target. */
+const sb_driver *sb__url_driver(const char *url, const char **target);
 /* Copy of url with the password (user:PASS@ or password=...) as "***". */
 char *sb__url_redact(const char *url);
 
