@@ -1,0 +1,68 @@
+/*
+** lsb.h - shared declarations of the switchboard Lua binding (the C module
+** `switchboard.core`): metatable names, the userdata layouts, and the
+** helpers each binding file offers the others.  The core (sb.h) knows
+** nothing of Lua; this layer is thin: check arguments, convert values,
+** wait in exactly one place (lsb_await.c).
+*/
+#ifndef LSB_H
+#define LSB_H
+
+#include "sb.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define LSB_DB "switchboard.db"
+#define LSB_TX "switchboard.tx"
+#define LSB_PENDING "switchboard.pending"
+#define LSB_ERROR "switchboard.error"
+#define LSB_BLOB "switchboard.blob"
+
+/* A database handle.  User value 1: the NULL sentinel (nil = use nil). */
+typedef struct lsb_db {
+    sb_conn *conn;  /* NULL once closed */
+} lsb_db;
+
+/* A transaction handle.  User value 1: its db userdata. */
+typedef struct lsb_tx {
+    sb_session *session;  /* NULL once committed, rolled back or closed */
+    int failed;           /* a statement in it failed: commit must not */
+} lsb_tx;
+
+/* What a finished request is turned into. */
+typedef enum lsb_kind { LSB_EXEC, LSB_QUERY, LSB_FIRST, LSB_OK } lsb_kind;
+
+/* lsb_db.c */
+lsb_db *lsb_checkdb(lua_State *L, int idx);  /* raises if closed */
+int lsb_open_db(lua_State *L);
+void lsb_register_db(lua_State *L);
+
+/* lsb_tx.c */
+void lsb_register_tx(lua_State *L);
+int lsb_db_session(lua_State *L);  /* db:_session() --> tx, before BEGIN */
+
+/* lsb_params.c: convert the Lua values at [first, last] into params
+** (which must have room for last - first + 1 values); raises on types
+** that cannot be bound. */
+void lsb_toparams(lua_State *L, int first, int last, sb_value *params);
+int lsb_blob(lua_State *L);
+void lsb_register_blob(lua_State *L);
+
+/* lsb_rows.c: push what a finished, successful request returns. */
+int lsb_push_result(lua_State *L, const sb_result *res, lsb_kind kind, int nullidx);
+
+/* lsb_error.c */
+int lsb_push_error(lua_State *L, const sb_error *e);  /* pushes nil, err: returns 2 */
+int lsb_new_error(lua_State *L);
+void lsb_register_error(lua_State *L);
+
+/* lsb_await.c: submit q on db (at stack index dbidx) and return what the
+** request gives (kind); yields or blocks as the calling context allows.
+** When tx is not NULL a failure marks it failed.  Must be a tail call:
+** `return lsb_run(...)`. */
+int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb_tx *tx);
+void lsb_register_await(lua_State *L);
+int lsb_bind(lua_State *L);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+** lsb_await.c - the one place where the binding waits for a request.
+**
+** lsb_run submits a statement and then, depending on where it was called:
+**   - inside a task of the built-in scheduler (sb.spawn): yields
+**     (AWAIT, db, tag) with lua_yieldk; the scheduler resumes the task
+**     when sb_conn_reap hands back the tag;
+**   - inside another yieldable coroutine while switchboard.poller is set
+**     (cqueues.poll, say): calls poller(db) with lua_callk; the db is a
+**     cqueues-style pollable (pollfd/events/timeout);
+**   - anywhere else (main chunk, metamethods, plain coroutines): blocks in
+**     sb_conn_wait, letting SQLite run the statement on this thread.
+** Both paths end in finish(), so they return the same values.  The request
+** is owned by a "pending" userdata on the waiting coroutine's stack, so a
+** coroutine that is never resumed frees (cancels) it when collected.
+*/
+#include "lsb.h"
+
+#include <stdint.h>
+
+static char TASKS_KEY;   /* registry: weak-keyed set of scheduler tasks */
+static char MODULE_KEY;  /* registry: the switchboard module table */
+static char AWAIT_KEY;   /* its address marks the scheduler's yields */
+
+enum { MODE_BLOCK, MODE_TASK, MODE_POLLER };
+
+typedef struct pending {
+    sb_req *req;
+    lsb_tx *tx;  /* the transaction this request runs in, or NULL */
+    int mode;
+} pending;
+
+static int pending_gc(lua_State *L)
+{
+    pending *p = lua_touserdata(L, 1);
+    if (p->req) {
+        sb_req_free(p->req);  /* cancels it if still running */
+        p->req = NULL;
+    }
+    return 0;
+}
+
+static int wait_mode(lua_State *L)
+{
+    if (!lua_isyieldable(L)) return MODE_BLOCK;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
+    lua_pushthread(L);
+    int task = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    if (task) return MODE_TASK;
+    int poller = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY) == LUA_TTABLE) {
+        poller = lua_getfield(L, -1, "poller") != LUA_TNIL;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return poller ? MODE_POLLER : MODE_BLOCK;
+}
+
+/* Push what the finished request gives and free it. */
+static int finish(lua_State *L, int aidx, lsb_kind kind)
+{
+    pending *p = lua_touserdata(L, aidx);
+    sb_req *r = p->req;
+    int n;
+    if (sb_req_status(r) == SB_OK) {
+        lua_getiuservalue(L, aidx, 1);       /* the db */
+        lua_getiuservalue(L, -1, 1);         /* its NULL sentinel */
+        n = lsb_push_result(L, sb_req_result(r), kind, lua_gettop(L));
+    } else {
+        n = lsb_push_error(L, sb_req_error(r));
+        if (p->tx && !p->tx->failed) {  /* tx_call's frame: the tx is at 1 */
+            p->tx->failed = 1;
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, 1, 2);
+        }
+    }
+    p->req = NULL;
+    sb_req_free(r);
+    return n;
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx);
+
+static int await(lua_State *L, int aidx, lsb_kind kind)
+{
+    pending *p = lua_touserdata(L, aidx);
+    lua_KContext ctx = (lua_KContext)aidx | ((lua_KContext)kind << 16);
+    for (;;) {
+        if (sb_req_status(p->req) != SB_PENDING) return finish(L, aidx, kind);
+        lua_getiuservalue(L, aidx, 1);
+        lsb_db *db = lua_touserdata(L, -1);
+        if (!db->conn) return luaL_error(L, "request lost by a closed database");
+        if (p->mode == MODE_BLOCK) {
+            lua_pop(L, 1);
+            if (sb_conn_wait(db->conn, p->req, -1) == SB_ERR && sb_req_status(p->req) == SB_PENDING)
+                return luaL_error(L, "cannot wait for the database (re-entrant step?)");
+            continue;
+        }
+        sb_conn_step(db->conn);
+        if (sb_req_status(p->req) != SB_PENDING) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (p->mode == MODE_TASK) {
+            lua_pushlightuserdata(L, &AWAIT_KEY);
+            lua_insert(L, -2);
+            lua_pushinteger(L, (lua_Integer)(uintptr_t)p->req);
+            return lua_yieldk(L, 3, ctx, await_k);
+        }
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+        lua_getfield(L, -1, "poller");
+        lua_remove(L, -2);
+        lua_insert(L, -2);  /* poller, db */
+        lua_callk(L, 1, 0, ctx, await_k);
+        lua_settop(L, aidx);
+    }
+}
+
+static int await_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    int aidx = (int)(ctx & 0xffff);
+    lua_settop(L, aidx);  /* drop whatever the resumer passed */
+    return await(L, aidx, (lsb_kind)(ctx >> 16));
+}
+
+int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb_tx *tx)
+{
+    pending *p = lua_newuserdatauv(L, sizeof *p, 1);
+    p->req = NULL;
+    p->tx = tx;
+    p->mode = wait_mode(L);
+    luaL_setmetatable(L, LSB_PENDING);
+    lua_pushvalue(L, dbidx);
+    lua_setiuservalue(L, -2, 1);
+    int aidx = lua_gettop(L);
+    if (p->mode == MODE_BLOCK) q->flags |= SB_Q_INLINE;
+    p->req = sb_conn_submit(db->conn, q);
+    if (!p->req) return luaL_error(L, "not enough memory");
+    if (p->mode == MODE_TASK) sb_req_set_tag(p->req, (uintptr_t)p->req);
+    return await(L, aidx, kind);
+}
+
+/* core._bind(module, tasks): where the poller and the task set live. */
+int lsb_bind(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
+    return 0;
+}
+
+void lsb_register_await(lua_State *L)
+{
+    luaL_newmetatable(L, LSB_PENDING);
+    lua_pushcfunction(L, pending_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    lua_newtable(L);  /* until _bind: no tasks */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
+    /* the marker the scheduler compares yields against (module field AWAIT) */
+    lua_pushlightuserdata(L, &AWAIT_KEY);
+    lua_setfield(L, -2, "AWAIT");
+}

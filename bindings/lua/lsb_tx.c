@@ -1,0 +1,108 @@
+/*
+** lsb_tx.c - switchboard.tx, a transaction handle: requests pinned to one
+** connection through an sb_session.
+**
+** C owns the handle's life and its statement methods; BEGIN, commit and
+** rollback are written in Lua on top (switchboard/init.lua), since they
+** only chain statements.  Leaving a scope, __close or __gc without a commit
+** never waits: closing the session makes the backend queue a ROLLBACK
+** before the connection serves anyone else.  The first error of a
+** statement inside the transaction is kept (user value 2) so commit can
+** refuse with it.
+*/
+#include "lsb.h"
+
+static lsb_tx *checktx(lua_State *L)
+{
+    lsb_tx *tx = luaL_checkudata(L, 1, LSB_TX);
+    if (!tx->session) luaL_error(L, "attempt to use a finished switchboard.tx");
+    return tx;
+}
+
+/* db:_session() --> tx (no BEGIN sent yet) */
+int lsb_db_session(lua_State *L)
+{
+    lsb_db *db = lsb_checkdb(L, 1);
+    lsb_tx *tx = lua_newuserdatauv(L, sizeof *tx, 2);  /* created finished */
+    tx->session = NULL;
+    tx->failed = 0;
+    luaL_setmetatable(L, LSB_TX);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    tx->session = sb_session_open(db->conn);
+    if (!tx->session) return luaL_error(L, "not enough memory");
+    return 1;
+}
+
+static int tx_call(lua_State *L, lsb_kind kind)
+{
+    lsb_tx *tx = checktx(L);
+    luaL_checktype(L, 2, LUA_TSTRING);
+    size_t len;
+    const char *sql = lua_tolstring(L, 2, &len);
+    int n = lua_gettop(L) - 2;
+    sb_value stackbuf[16];
+    sb_value *params = n <= 16 ? stackbuf : lua_newuserdatauv(L, (size_t)n * sizeof(sb_value), 0);
+    lsb_toparams(L, 3, 2 + n, params);
+    lua_getiuservalue(L, 1, 1);
+    int dbidx = lua_gettop(L);
+    lsb_db *db = lsb_checkdb(L, dbidx);
+    sb_query q = { sql, len, params, n, tx->session, 0, 0 };
+    return lsb_run(L, dbidx, db, &q, kind, tx);
+}
+
+static int tx_exec(lua_State *L) { return tx_call(L, LSB_EXEC); }
+static int tx_query(lua_State *L) { return tx_call(L, LSB_QUERY); }
+static int tx_first(lua_State *L) { return tx_call(L, LSB_FIRST); }
+
+/* tx:_release(): give the connection back (rolling back if still open). */
+static int tx_release(lua_State *L)
+{
+    lsb_tx *tx = luaL_checkudata(L, 1, LSB_TX);
+    if (tx->session) {
+        sb_session *s = tx->session;
+        tx->session = NULL;
+        sb_session_close(s);  /* safe after the db was closed, too */
+    }
+    return 0;
+}
+
+/* tx:_failed() --> the first error of a statement in it, or nil */
+static int tx_failed(lua_State *L)
+{
+    lsb_tx *tx = luaL_checkudata(L, 1, LSB_TX);
+    if (!tx->failed) return 0;
+    lua_getiuservalue(L, 1, 2);
+    return 1;
+}
+
+/* tx:_active() --> whether commit/rollback may still be called */
+static int tx_active(lua_State *L)
+{
+    lua_pushboolean(L, ((lsb_tx *)luaL_checkudata(L, 1, LSB_TX))->session != NULL);
+    return 1;
+}
+
+static int tx_tostring(lua_State *L)
+{
+    lsb_tx *tx = luaL_checkudata(L, 1, LSB_TX);
+    lua_pushstring(L, tx->session ? "switchboard.tx (open)" : "switchboard.tx (finished)");
+    return 1;
+}
+
+void lsb_register_tx(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "exec", tx_exec },         { "query", tx_query },   { "first", tx_first },
+        { "_release", tx_release }, { "_failed", tx_failed }, { "_active", tx_active },
+        { NULL, NULL }
+    };
+    static const luaL_Reg meta[] = {
+        { "__gc", tx_release }, { "__close", tx_release }, { "__tostring", tx_tostring }, { NULL, NULL }
+    };
+    luaL_newmetatable(L, LSB_TX);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}

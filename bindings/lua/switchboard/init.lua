@@ -1,0 +1,303 @@
+-- switchboard/init.lua - the `switchboard` module: the public Lua API.
+--
+-- Owns: sb.open (with a first round trip, so a bad server or password
+-- shows at open), transactions written on the C handles (db:begin,
+-- tx:commit, tx:rollback, db:transaction with retries), and the built-in
+-- scheduler (sb.spawn, sb.run, sb.sleep) that resumes tasks when the C
+-- core reports their requests finished.  Statements, values and waiting
+-- live in C (switchboard.core); see lsb_await.c for how a call yields or
+-- blocks.
+
+local core = require "switchboard.core"
+
+local coroutine, table, setmetatable, type, select, pcall, error, tostring =
+  coroutine, table, setmetatable, type, select, pcall, error, tostring
+local getmetatable, pairs, next, math = getmetatable, pairs, next, math
+
+local sb = {
+  version = core.version,
+  null = core.null,
+  blob = core.blob,
+  now = core.now,
+  poller = nil,  -- set to cqueues.poll (or similar) to yield under another loop
+}
+
+local DB, TX = core.db_methods, core.tx_methods
+
+-- An error object like the ones the core returns.
+function sb.error(fields)
+  return core.error(fields)
+end
+
+function sb.iserror(v)
+  return getmetatable(v) == core.error_mt
+end
+
+------------------------------------------------------------------ open
+
+-- sb.open(url [, opts]) --> db | nil, err
+function sb.open(url, opts)
+  if type(url) ~= "string" then
+    error("bad argument #1 to 'open' (string expected, got " .. type(url) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local db, err = core.open(url, opts)
+  if not db then return nil, err end
+  local ok, perr = db:exec("SELECT 1")
+  if not ok then
+    db:close()
+    return nil, perr
+  end
+  return db
+end
+
+---------------------------------------------------------- transactions
+
+local ISOLATION = {
+  ["serializable"] = "SERIALIZABLE",
+  ["repeatable read"] = "REPEATABLE READ",
+  ["read committed"] = "READ COMMITTED",
+}
+
+local function begin_sql(db, opts)
+  if db:backend() == "sqlite" then
+    -- every write transaction takes the write lock up front: no upgrade
+    -- deadlocks between processes; SQLite is serializable anyway
+    return "BEGIN IMMEDIATE"
+  end
+  local sql = "BEGIN"
+  if opts and opts.isolation then
+    local level = ISOLATION[tostring(opts.isolation):lower()]
+    if not level then error("bad option 'isolation' (unknown level '" .. tostring(opts.isolation) .. "')", 3) end
+    sql = sql .. " ISOLATION LEVEL " .. level
+  end
+  if opts and opts.read_only then sql = sql .. " READ ONLY" end
+  return sql
+end
+
+-- db:begin([opts]) --> tx | nil, err   (opts: isolation, read_only)
+function DB:begin(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'begin' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local sql = begin_sql(self, opts)
+  local tx = self:_session()
+  local ok, err = tx:exec(sql)
+  if not ok then
+    tx:_release()
+    return nil, err
+  end
+  return tx
+end
+
+local function finish(tx, sql)
+  if not tx:_active() then error("attempt to use a finished switchboard.tx", 3) end
+  local ok, err = tx:exec(sql)
+  tx:_release()
+  if not ok then return nil, err end
+  return true
+end
+
+-- tx:commit() --> true | nil, err   (refuses, rolling back, after a failed statement)
+function TX:commit()
+  local failed = self:_failed()
+  if failed and self:_active() then
+    finish(self, "ROLLBACK")
+    return nil, failed
+  end
+  return finish(self, "COMMIT")
+end
+
+-- tx:rollback() --> true | nil, err
+function TX:rollback()
+  return finish(self, "ROLLBACK")
+end
+
+local function retryable(e)
+  return sb.iserror(e) and e.retryable
+end
+
+-- db:transaction(fn [, opts]) --> fn's results after COMMIT | nil, err
+-- fn(tx) runs inside BEGIN .. COMMIT; an error raised in fn rolls back and
+-- is returned; retryable failures (serialization, deadlock, busy) run fn
+-- again, up to opts.retries times (default 3).
+function DB:transaction(fn, opts)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'transaction' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local retries = opts and opts.retries or 3
+  local attempt = 0
+  while true do
+    local tx, err = self:begin(opts)
+    if tx then
+      local res = table.pack(pcall(fn, tx))
+      if not res[1] then
+        err = res[2]
+        if tx:_active() then tx:rollback() end
+        -- a statement error the body ignored is the better explanation
+        if not sb.iserror(err) then err = tx:_failed() or err end
+      elseif not tx:_active() then
+        return table.unpack(res, 2, res.n)  -- fn committed or rolled back itself
+      else
+        local ok
+        ok, err = tx:commit()
+        if ok then return table.unpack(res, 2, res.n) end
+      end
+    end
+    if not retryable(err) or attempt >= retries then return nil, err end
+    attempt = attempt + 1
+  end
+end
+
+------------------------------------------------------------- scheduler
+
+local AWAIT = core.AWAIT
+local tasks = setmetatable({}, { __mode = "k" })  -- thread -> true (C checks this)
+core._bind(sb, tasks)
+
+local ready = {}       -- FIFO of threads to resume
+local waiting = {}     -- request tag -> thread
+local waiting_db = {}  -- request tag -> db
+local dbs = {}         -- db -> number of tasks waiting on it
+local sleepers = {}    -- array of { at, thread }, unsorted (few)
+local reaped = {}      -- scratch for db:_reap
+
+local function report(co, err)
+  local handler = sb.on_error
+  local tb = debug.traceback(co, tostring(err))
+  if handler then
+    local ok, herr = pcall(handler, err, tb)
+    if ok then return end
+    tb = tb .. "\n(and the error handler failed: " .. tostring(herr) .. ")"
+  end
+  io.stderr:write("switchboard: task failed: ", tb, "\n")
+end
+
+local function resume(co, ...)
+  local ok, a, b, c = coroutine.resume(co, ...)
+  if not ok then
+    tasks[co] = nil
+    report(co, a)
+  elseif coroutine.status(co) == "dead" then
+    tasks[co] = nil
+  elseif a == AWAIT then  -- waiting for request c on db b
+    waiting[c] = co
+    waiting_db[c] = b
+    dbs[b] = (dbs[b] or 0) + 1
+  elseif a == sleepers then  -- sb.sleep: b = wake-up time
+    sleepers[#sleepers + 1] = { b, co }
+  else  -- a plain coroutine.yield() inside a task: run again next round
+    ready[#ready + 1] = co
+  end
+end
+
+-- sb.spawn(fn, ...) --> the task's thread; it starts at the next sb.run
+function sb.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local args = table.pack(...)
+  local co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
+  tasks[co] = true
+  ready[#ready + 1] = co
+  return co
+end
+
+-- sb.sleep(seconds): inside a task, other tasks run meanwhile
+function sb.sleep(seconds)
+  if type(seconds) ~= "number" then
+    error("bad argument #1 to 'sleep' (number expected, got " .. type(seconds) .. ")", 2)
+  end
+  local co, main = coroutine.running()
+  if not main and tasks[co] then
+    coroutine.yield(sleepers, core.now() + seconds)
+  else
+    core.poll({}, 0, math.max(seconds, 0))
+  end
+end
+
+local function wake(tag)
+  local co, db = waiting[tag], waiting_db[tag]
+  waiting[tag], waiting_db[tag] = nil, nil
+  local n = dbs[db] - 1
+  dbs[db] = n > 0 and n or nil
+  ready[#ready + 1] = co
+end
+
+-- Step every database tasks wait on; queue the tasks whose request ended.
+local function collect()
+  for db in pairs(dbs) do
+    if db:isclosed() then  -- close finished their requests: wake them all
+      for tag, d in pairs(waiting_db) do
+        if d == db then wake(tag) end
+      end
+    else
+      db:step()
+      for i = 1, db:_reap(reaped) do
+        wake(reaped[i])
+        reaped[i] = nil
+      end
+    end
+  end
+end
+
+-- Sleep until a database has work or the next sleeper is due.
+local function idle()
+  local now = core.now()
+  local timeout
+  for i = 1, #sleepers do
+    local t = sleepers[i][1] - now
+    if not timeout or t < timeout then timeout = t end
+  end
+  local fds, n = {}, 0
+  for db in pairs(dbs) do
+    n = n + 1
+    fds[n] = db:pollfd()
+    local t = db:timeout()
+    if t and (not timeout or t < timeout) then timeout = t end
+  end
+  if timeout and timeout < 0 then timeout = 0 end
+  core.poll(fds, n, timeout)
+end
+
+local function wake_sleepers()
+  local now = core.now()
+  local i = 1
+  while i <= #sleepers do
+    local s = sleepers[i]
+    if s[1] <= now then
+      ready[#ready + 1] = s[2]
+      sleepers[i] = sleepers[#sleepers]
+      sleepers[#sleepers] = nil
+    else
+      i = i + 1
+    end
+  end
+end
+
+-- sb.run(): drive all tasks until none is left.
+function sb.run()
+  while true do
+    while ready[1] do
+      local batch = ready
+      ready = {}
+      for i = 1, #batch do resume(batch[i]) end
+      collect()
+    end
+    if not next(dbs) and not sleepers[1] then return true end
+    collect()
+    wake_sleepers()
+    if not ready[1] then
+      idle()
+      collect()
+      wake_sleepers()
+    end
+  end
+end
+
+return sb
