@@ -1,0 +1,908 @@
+/*
+** sqlite_drv.c - the SQLite backend: the sb_sqlite_driver vtable.
+**
+** Owns: opening the writer and reader connections (WAL, busy handler,
+** synchronous, foreign keys), routing requests (reader / writer / session
+** pin / inline fast path), the per-connection statement cache, parameter
+** binding, result building, mapping SQLite result codes to sb_error, and
+** the owner-side ends of cancel, session_close and close.
+**
+** Does not own: threads and queues (sqlite_worker.c), request objects
+** (req.c), results and errors (result.c, error.c), the pollable fd (wake.c).
+**
+** Routing, in one place (route() and to_writer()):
+**   - Requests of a session always run on the writer, in order.  The first
+**     one PINS the writer to the session until sb_session_close; meanwhile
+**     other writer requests wait in d->wait (never interleaving into the
+**     session's transaction).  Closing rolls back an open transaction on
+**     the writer before anything queued after it runs.
+**   - Other requests look up their SQL text in d->ro, which remembers what
+**     earlier runs learned: "read-only" (sqlite3_stmt_readonly and it
+**     returns columns, so BEGIN/COMMIT/ATTACH, which SQLite calls
+**     read-only, stay on the writer) or "write".  Known read-only SQL runs
+**     on the least-loaded reader, known writes on the writer.  Unknown SQL
+**     is PROBED on a reader: the reader prepares it and runs it only if it
+**     is read-only; otherwise (or if it does not prepare there) it bounces
+**     to the writer without having run.  So a first-time slow SELECT never
+**     blocks the writer, and a query never waits behind someone else's
+**     transaction just because it is new.  "Read-only" is only learned
+**     from a reader (a temp table exists on the writer alone).
+**   - Requests outside a session are not ordered with each other (as with
+**     a PostgreSQL pool); a caller that needs order waits, or uses a session.
+**   - SB_Q_INLINE without a deadline: if the chosen connection is idle the
+**     statement runs right here on the caller's thread (see
+**     sb_sqlite_slot_claim): no hand-off, no eventfd write, no malloc beyond
+**     the result.
+*/
+#include "sqlite_int.h"
+
+#include <string.h>
+
+#define MAX_READERS 64
+#define MAX_CACHE 65536
+#define RO_CAP 1024      /* SQL texts remembered by d->ro */
+#define SPARE_JOBS 64    /* free jobs kept for reuse */
+
+/* ============================================================= LRU map */
+
+static uint64_t hash_sql(const char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ull;  /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* cap <= 0: a map that holds nothing.  SB_ERR on OOM. */
+static int lru_init(sb_sqlite_lru *m, int cap)
+{
+    memset(m, 0, sizeof *m);
+    if (cap <= 0) return SB_OK;
+    if (cap > MAX_CACHE) cap = MAX_CACHE;
+    size_t nb = 8;
+    while (nb < (size_t)cap * 2) nb <<= 1;
+    m->b = sb__calloc(nb, sizeof *m->b);
+    if (!m->b) return SB_ERR;
+    m->nb = nb;
+    m->cap = cap;
+    return SB_OK;
+}
+
+static void list_unlink(sb_sqlite_lru *m, sb_sqlite_ent *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else m->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else m->tail = e->prev;
+}
+
+static void list_front(sb_sqlite_lru *m, sb_sqlite_ent *e)
+{
+    e->prev = NULL;
+    e->next = m->head;
+    if (m->head) m->head->prev = e;
+    else m->tail = e;
+    m->head = e;
+}
+
+/* The entry for key, made most recent; NULL if absent. */
+static sb_sqlite_ent *lru_get(sb_sqlite_lru *m, uint64_t hash, const char *key, size_t len)
+{
+    if (!m->b) return NULL;
+    for (sb_sqlite_ent *e = m->b[hash & (m->nb - 1)]; e; e = e->hnext) {
+        if (e->hash == hash && e->len == len && memcmp(e->key, key, len) == 0) {
+            if (m->head != e) {
+                list_unlink(m, e);
+                list_front(m, e);
+            }
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Drop e, finalizing its statement. */
+static void lru_evict(sb_sqlite_lru *m, sb_sqlite_ent *e)
+{
+    sb_sqlite_ent **pp = &m->b[e->hash & (m->nb - 1)];
+    while (*pp != e) pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    list_unlink(m, e);
+    m->n--;
+    sqlite3_finalize(e->st);
+    sb__free(e);
+}
+
+/* Add key (absent) as the most recent entry, evicting the least recent
+** beyond cap.  NULL when the map holds nothing or on OOM (the caller then
+** just does not cache). */
+static sb_sqlite_ent *lru_put(sb_sqlite_lru *m, uint64_t hash, const char *key, size_t len,
+                              sqlite3_stmt *st, int ro)
+{
+    if (!m->b) return NULL;
+    sb_sqlite_ent *e = sb__malloc(sizeof *e + len + 1);
+    if (!e) return NULL;
+    e->hash = hash;
+    e->st = st;
+    e->ro = ro;
+    e->len = len;
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    sb_sqlite_ent **b = &m->b[hash & (m->nb - 1)];
+    e->hnext = *b;
+    *b = e;
+    list_front(m, e);
+    if (++m->n > m->cap) lru_evict(m, m->tail);
+    return e;
+}
+
+static void lru_free(sb_sqlite_lru *m)
+{
+    sb_sqlite_ent *e = m->head;
+    while (e) {
+        sb_sqlite_ent *next = e->next;
+        sqlite3_finalize(e->st);
+        sb__free(e);
+        e = next;
+    }
+    sb__free(m->b);
+    memset(m, 0, sizeof *m);
+}
+
+/* ============================================================== errors */
+
+static sb_error *oom(void)
+{
+    return sb__error_new(SB_E_OTHER, "53200", SB_BACKEND_CORE, "out of memory", NULL);
+}
+
+/* SQLite (extended) result code + message -> sb_error. */
+static sb_error *map_error(int x, const char *msg)
+{
+    sb_errclass cls = SB_E_OTHER;
+    const char *state = "XX000";
+    switch (x & 0xff) {
+    case SQLITE_CONSTRAINT:
+        switch (x) {
+        case SQLITE_CONSTRAINT_UNIQUE:
+        case SQLITE_CONSTRAINT_PRIMARYKEY: state = "23505"; break;
+        case SQLITE_CONSTRAINT_NOTNULL: state = "23502"; break;
+        case SQLITE_CONSTRAINT_FOREIGNKEY: state = "23503"; break;
+        case SQLITE_CONSTRAINT_CHECK: state = "23514"; break;
+        default: state = "23000"; break;
+        }
+        cls = sb__class_from_sqlstate(state);
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: cls = SB_E_BUSY; state = "55P03"; break;
+    case SQLITE_ERROR:
+        if (strstr(msg, "syntax error") || strstr(msg, "incomplete input")) state = "42601";
+        else if (strstr(msg, "no such table")) state = "42P01";
+        else if (strstr(msg, "no such column")) state = "42703";
+        else if (strstr(msg, "no such function")) state = "42883";
+        else if (strstr(msg, "ambiguous column name")) state = "42702";
+        else state = "42000";
+        cls = SB_E_SYNTAX;
+        break;
+    case SQLITE_INTERRUPT: cls = SB_E_TIMEOUT; state = "57014"; break;
+    case SQLITE_MISUSE: cls = SB_E_MISUSE; state = "55000"; break;
+    case SQLITE_RANGE: cls = SB_E_MISUSE; state = "22023"; break;
+    case SQLITE_NOMEM: state = "53200"; break;
+    case SQLITE_IOERR: state = "58030"; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: state = "XX001"; break;
+    case SQLITE_FULL: state = "53100"; break;
+    case SQLITE_CANTOPEN: state = "58030"; break;
+    case SQLITE_READONLY: state = "25006"; break;
+    case SQLITE_TOOBIG: state = "54000"; break;
+    case SQLITE_MISMATCH: state = "42804"; break;
+    case SQLITE_AUTH:
+    case SQLITE_PERM: state = "42501"; break;
+    default: break;
+    }
+    return sb__error_new(cls, state, "sqlite", msg, NULL);
+}
+
+/* The error of a call on h that returned rc. */
+static sb_error *db_error(sqlite3 *h, int rc)
+{
+    int x = sqlite3_extended_errcode(h);
+    if ((x & 0xff) != (rc & 0xff)) return map_error(rc, sqlite3_errstr(rc));
+    return map_error(x, sqlite3_errmsg(h));
+}
+
+static sb_error *misuse(const char *msg)
+{
+    return sb__error_new(SB_E_MISUSE, "42601", "sqlite", msg, NULL);
+}
+
+/* ====================================================== run a statement */
+
+/* Only whitespace, ';' and comments in p..end? */
+static int only_space(const char *p, const char *end)
+{
+    while (p < end) {
+        char ch = *p;
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v' ||
+            ch == ';') {
+            p++;
+        } else if (ch == '-' && p + 1 < end && p[1] == '-') {
+            while (p < end && *p != '\n') p++;
+        } else if (ch == '/' && p + 1 < end && p[1] == '*') {
+            for (p += 2; p + 1 < end && !(p[0] == '*' && p[1] == '/'); p++) {}
+            p = p + 1 < end ? p + 2 : end;  /* SQLite accepts an unterminated one */
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Prepare the one statement of sql[0..len) (NUL-terminated).  Leading
+** empty statements are skipped; anything but space/comments after the
+** statement, or no statement at all, is an error. */
+static int prepare(sb_sqlite_slot *s, const char *sql, size_t len, sqlite3_stmt **out,
+                   sb_error **err)
+{
+    const char *p = sql, *end = sql + len, *tail = NULL;
+    sqlite3_stmt *st = NULL;
+    unsigned flags = s->cache.cap > 0 ? SQLITE_PREPARE_PERSISTENT : 0;
+    if (len >= 0x7fffffff) {
+        *err = sb__error_new(SB_E_MISUSE, "54000", "sqlite", "statement too long", NULL);
+        return SB_ERR;
+    }
+    for (;;) {
+        /* nByte includes the NUL terminator: SQLite can then skip a copy */
+        int rc = sqlite3_prepare_v3(s->h, p, (int)(end - p) + 1, flags, &st, &tail);
+        if (rc != SQLITE_OK) {
+            *err = db_error(s->h, rc);
+            return SB_ERR;
+        }
+        if (st) break;
+        if (!tail || tail <= p || only_space(tail, end)) {
+            *err = misuse("empty query: no SQL statement");
+            return SB_ERR;
+        }
+        p = tail;
+    }
+    if (tail && !only_space(tail, end)) {
+        sqlite3_finalize(st);
+        *err = misuse("multiple statements in one query are not allowed");
+        return SB_ERR;
+    }
+    *out = st;
+    return SB_OK;
+}
+
+/* Bind v[0..n) to ?1..?n.  Indexes the statement does not have are skipped
+** (conn.c checked the highest $N; gaps are legal).  The bytes belong to the
+** request, which outlives the statement's use: SQLITE_STATIC. */
+static int bind(sqlite3_stmt *st, const sb_value *v, int n)
+{
+    int np = sqlite3_bind_parameter_count(st);
+    if (np > n) np = n;
+    for (int i = 0; i < np; i++) {
+        int rc;
+        switch (v[i].type) {
+        case SB_NULL: rc = sqlite3_bind_null(st, i + 1); break;
+        case SB_BOOL: rc = sqlite3_bind_int(st, i + 1, v[i].u.b ? 1 : 0); break;
+        case SB_INT: rc = sqlite3_bind_int64(st, i + 1, v[i].u.i); break;
+        case SB_FLOAT: rc = sqlite3_bind_double(st, i + 1, v[i].u.f); break;
+        case SB_TEXT:
+            rc = sqlite3_bind_text64(st, i + 1, v[i].u.s.p ? v[i].u.s.p : "", v[i].u.s.len,
+                                     SQLITE_STATIC, SQLITE_UTF8);
+            break;
+        case SB_BLOB:  /* a NULL pointer would bind SQL NULL */
+            rc = v[i].u.s.len ? sqlite3_bind_blob64(st, i + 1, v[i].u.s.p, v[i].u.s.len, SQLITE_STATIC)
+                              : sqlite3_bind_zeroblob(st, i + 1, 0);
+            break;
+        default: rc = SQLITE_MISMATCH; break;
+        }
+        if (rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK;
+}
+
+/* Append the current row of st to res.  SB_ERR on OOM (ours or SQLite's). */
+static int add_row(sqlite3_stmt *st, sb_result *res, int ncol)
+{
+    sb_value *row = sb__result_add_row(res);
+    if (!row) return SB_ERR;
+    for (int i = 0; i < ncol; i++) {
+        const void *p;
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_INTEGER:
+            row[i].type = SB_INT;
+            row[i].u.i = sqlite3_column_int64(st, i);
+            break;
+        case SQLITE_FLOAT:
+            row[i].type = SB_FLOAT;
+            row[i].u.f = sqlite3_column_double(st, i);
+            break;
+        case SQLITE_TEXT:
+            p = sqlite3_column_text(st, i);
+            if (!p || sb__result_bytes(res, &row[i], SB_TEXT, p, (size_t)sqlite3_column_bytes(st, i)) != SB_OK)
+                return SB_ERR;
+            break;
+        case SQLITE_BLOB:
+            p = sqlite3_column_blob(st, i);  /* NULL for a zero-length blob */
+            if (!p && sqlite3_errcode(sqlite3_db_handle(st)) == SQLITE_NOMEM) return SB_ERR;
+            if (sb__result_bytes(res, &row[i], SB_BLOB, p ? p : "", (size_t)sqlite3_column_bytes(st, i)) != SB_OK)
+                return SB_ERR;
+            break;
+        default:
+            break;  /* SB_NULL already */
+        }
+    }
+    return SB_OK;
+}
+
+/* An empty result with st's column names. */
+static sb_result *new_result(sqlite3_stmt *st, int ncol)
+{
+    sb_result *res = sb__result_new(ncol);
+    if (!res) return NULL;
+    for (int i = 0; i < ncol; i++) {
+        const char *name = sqlite3_column_name(st, i);
+        if (!name || sb__result_colname(res, i, name, strlen(name)) != SB_OK) {
+            sb__result_free(res);
+            return NULL;
+        }
+    }
+    return res;
+}
+
+/*
+** Run r on slot s (the caller is s's runner).  *ro gets what the
+** statement is (-1 if it did not prepare).  With `probe` (s is a reader
+** trying unknown SQL) a statement that is not read-only, or does not
+** prepare, is not run: SB_SQLITE_BOUNCED, nothing in *res / *err.
+*/
+static int exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
+                sb_result **res_out, sb_error **err_out, int *ro_out)
+{
+    sqlite3 *h = s->h;
+    sqlite3_stmt *st;
+    sb_error *err = NULL;
+    int ro, owned = 0;  /* owned: not in the cache, finalize after use */
+
+    *ro_out = -1;
+    sb_sqlite_ent *e = lru_get(&s->cache, hash, r->sql, r->sql_len);
+    if (e) {
+        st = e->st;
+        ro = *ro_out = e->ro;
+        if (probe && !ro) return SB_SQLITE_BOUNCED;
+    } else {
+        if (prepare(s, r->sql, r->sql_len, &st, &err) != SB_OK) {
+            if (probe) {
+                sb_error_free(err);
+                return SB_SQLITE_BOUNCED;  /* the writer gives the real answer */
+            }
+            *err_out = err;
+            return SB_SQLITE_RAN;
+        }
+        ro = *ro_out = sqlite3_stmt_readonly(st) && sqlite3_column_count(st) > 0;
+        if (probe && !ro) {  /* never cache writes on a reader */
+            sqlite3_finalize(st);
+            return SB_SQLITE_BOUNCED;
+        }
+        if (!lru_put(&s->cache, hash, r->sql, r->sql_len, st, ro)) owned = 1;
+    }
+
+    sb_result *res = NULL;
+    int ncol = sqlite3_column_count(st);
+    int rc = bind(st, r->params, r->nparams);
+    if (rc != SQLITE_OK) {
+        err = db_error(h, rc);
+    } else if (!(res = new_result(st, ncol))) {
+        err = oom();
+    } else {
+        int64_t before = sqlite3_total_changes64(h), nrows = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (add_row(st, res, ncol) != SB_OK) {
+                err = oom();
+                break;
+            }
+            nrows++;
+        }
+        if (!err && rc != SQLITE_DONE) err = db_error(h, rc);
+        if (!err)
+            sb__result_set_affected(res, ro ? nrows
+                                         : sqlite3_total_changes64(h) != before ? sqlite3_changes64(h) : 0);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (owned) sqlite3_finalize(st);
+    if (err) {
+        sb__result_free(res);
+        res = NULL;
+    }
+    *res_out = res;
+    *err_out = err;
+    return SB_SQLITE_RAN;
+}
+
+/* Give the writer back clean: roll back what a session left open. */
+static void rollback_open(sb_sqlite_slot *s)
+{
+    if (!sqlite3_get_autocommit(s->h)) (void)sqlite3_exec(s->h, "ROLLBACK", NULL, NULL, NULL);
+}
+
+void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j)
+{
+    if (!j->r) {
+        rollback_open(s);
+        return;
+    }
+    j->bounced = exec(s, j->r, j->hash, j->probe, &j->res, &j->err, &j->ro) == SB_SQLITE_BOUNCED;
+}
+
+/* ===================================================== owner-side jobs */
+
+static sb_sqlite_job *job_new(sb_sqlite *d)
+{
+    sb_sqlite_job *j = d->spare;
+    if (j) {
+        d->spare = j->next;
+        d->nspare--;
+        memset(j, 0, sizeof *j);
+    } else {
+        j = sb__calloc(1, sizeof *j);
+    }
+    return j;
+}
+
+static void job_free(sb_sqlite *d, sb_sqlite_job *j)
+{
+    if (d->nspare >= SPARE_JOBS) {
+        sb__free(j);
+        return;
+    }
+    j->next = d->spare;
+    d->spare = j;
+    d->nspare++;
+}
+
+/* Make j (or a new job) carry r; NULL on OOM. */
+static sb_sqlite_job *job_for(sb_sqlite *d, sb_sqlite_job *j, sb_req *r, uint64_t hash, int probe)
+{
+    if (!j && !(j = job_new(d))) return NULL;
+    j->r = r;
+    j->hash = hash;
+    j->probe = probe;
+    j->slot = NULL;
+    j->cancelled = j->bounced = 0;
+    j->ro = -1;
+    j->res = NULL;
+    j->err = NULL;
+    r->drv = j;
+    return j;
+}
+
+/* The driver lets go of r, finished with (res, err).  Owner thread. */
+static void done(sb_sqlite *d, sb_sqlite_job *j, sb_req *r, sb_result *res, sb_error *err)
+{
+    if (j) job_free(d, j);
+    r->drv = NULL;
+    sb__req_finish(r, res, err);
+    sb__req_unref(r);
+}
+
+static void fail(sb_req *r, sb_errclass cls, const char *closed_msg)
+{
+    if (cls == SB_E_TIMEOUT)
+        sb__req_fail(r, cls, "57014", SB_BACKEND_CORE, "canceling statement due to statement timeout");
+    else if (cls == SB_E_CLOSED)
+        sb__req_fail(r, cls, "08003", SB_BACKEND_CORE, closed_msg ? closed_msg : "the database is closed");
+    else
+        sb__req_fail(r, cls, "57014", SB_BACKEND_CORE, "canceling statement due to user request");
+}
+
+/* Remember what a run learned about r's SQL (see the file comment). */
+static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb_sqlite_slot *s)
+{
+    if (ro < 0 || (ro && s->idx == 0)) return;
+    sb_sqlite_ent *e = lru_get(&d->ro, hash, r->sql, r->sql_len);
+    if (e) e->ro = ro;
+    else (void)lru_put(&d->ro, hash, r->sql, r->sql_len, NULL, ro);
+}
+
+/* ============================================================= routing */
+
+static sb_sqlite_slot *least_loaded_reader(sb_sqlite *d)
+{
+    sb_sqlite_slot *best = &d->slots[1];
+    for (int i = 2; i < d->nslots && best->load; i++)
+        if (d->slots[i].load < best->load) best = &d->slots[i];
+    return best;
+}
+
+/* Queue r (or its job j) on slot s.  probe: see exec(). */
+static void dispatch(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe,
+                     sb_sqlite_job *j)
+{
+    if (!(j = job_for(d, j, r, hash, probe))) {
+        done(d, NULL, r, NULL, oom());
+        return;
+    }
+    sb_sqlite_slot_push(s, j);
+}
+
+/* Run r on the claimed slot s right now, on this (the owner's) thread.
+** Returns SB_SQLITE_BOUNCED (r untouched) or SB_SQLITE_RAN (r finished). */
+static int run_inline(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe)
+{
+    sb_result *res = NULL;
+    sb_error *err = NULL;
+    int ro;
+    int out = exec(s, r, hash, probe, &res, &err, &ro);
+    sb_sqlite_slot_release(s);
+    learn(d, r, hash, ro, s);
+    if (out == SB_SQLITE_RAN) done(d, NULL, r, res, err);
+    return out;
+}
+
+/* May a request of session sess (NULL: none) use the writer now? */
+static int writer_free(const sb_sqlite *d, const sb_session *sess)
+{
+    return !d->pin || (sess && d->pin == sess);
+}
+
+/* Send r to the writer: run it (inline if allowed and idle), queue it, or
+** park it in d->wait while another session holds the writer.  j: r's
+** existing job or NULL.  Invariant: d->wait is empty unless d->pin is set. */
+static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, int inl)
+{
+    sb_sqlite_slot *w = &d->slots[0];
+    if (!writer_free(d, r->session)) {
+        if (!(j = job_for(d, j, r, hash, 0))) {
+            done(d, NULL, r, NULL, oom());
+            return;
+        }
+        sb_sqlite_jq_push(&d->wait, j);  /* j->slot == NULL: waiting */
+        return;
+    }
+    if (r->session && !d->pin) {
+        if (!d->release && !(d->release = job_new(d))) {
+            if (j) job_free(d, j);
+            done(d, NULL, r, NULL, oom());
+            return;
+        }
+        d->pin = r->session;
+        r->session->drv = w;
+    }
+    if (inl && !j && sb_sqlite_slot_claim(w)) {
+        (void)run_inline(d, w, r, hash, 0);
+        return;
+    }
+    dispatch(d, w, r, hash, 0, j);
+}
+
+/* The pin was released: let waiting requests go, in order; the first
+** session among them takes the pin, and its later requests follow it. */
+static void drain(sb_sqlite *d)
+{
+    sb_sqlite_job *j = d->wait.head;
+    while (j) {
+        sb_sqlite_job *next = j->next;
+        if (writer_free(d, j->r->session)) {
+            sb_sqlite_jq_remove(&d->wait, j);
+            to_writer(d, j->r, j->hash, j, 0);
+        }
+        j = next;
+    }
+}
+
+/* ============================================================== vtable */
+
+static void drv_submit(sb_conn *c, sb_req *r)
+{
+    sb_sqlite *d = c->drvdata;
+    uint64_t hash = hash_sql(r->sql, r->sql_len);
+    int inl = (r->flags & SB_Q_INLINE) && !r->deadline;  /* a deadline needs a worker */
+
+    if (d->nslots > 1 && !r->session) {
+        sb_sqlite_ent *e = lru_get(&d->ro, hash, r->sql, r->sql_len);
+        if (!e || e->ro) {
+            int probe = !e;
+            sb_sqlite_slot *s = least_loaded_reader(d);
+            if (!(inl && sb_sqlite_slot_claim(s))) {
+                dispatch(d, s, r, hash, probe, NULL);
+                return;
+            }
+            if (run_inline(d, s, r, hash, probe) == SB_SQLITE_RAN) return;
+            /* bounced: a write, on to the writer */
+        }
+    }
+    to_writer(d, r, hash, NULL, inl);
+}
+
+/* One job came back from a worker (owner thread). */
+static void complete(sb_sqlite *d, sb_sqlite_job *j)
+{
+    sb_sqlite_slot *s = j->slot;
+    sb_req *r = j->r;
+    s->load--;
+    if (!r) {  /* release job */
+        job_free(d, j);
+        return;
+    }
+    learn(d, r, j->hash, j->ro, s);
+    if (j->cancelled) {  /* r finished already: drop the late outcome */
+        sb__result_free(j->res);
+        sb_error_free(j->err);
+        job_free(d, j);
+        r->drv = NULL;
+        sb__req_unref(r);
+        return;
+    }
+    if (j->bounced) {
+        to_writer(d, r, j->hash, j, 0);
+        return;
+    }
+    done(d, j, r, j->res, j->err);
+}
+
+static void drv_step(sb_conn *c)
+{
+    sb_sqlite *d = c->drvdata;
+    sb_sqlite_job *j = sb_sqlite_take(d);
+    while (j) {
+        sb_sqlite_job *next = j->next;
+        complete(d, j);
+        j = next;
+    }
+}
+
+static int64_t drv_deadline(sb_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
+static void drv_cancel(sb_conn *c, sb_req *r, sb_errclass cls)
+{
+    sb_sqlite *d = c->drvdata;
+    sb_sqlite_job *j = r->drv;
+    if (!j) {  /* not held by a job: nothing runs it */
+        fail(r, cls, NULL);
+        return;
+    }
+    if (!j->slot) {  /* waiting for the pin */
+        sb_sqlite_jq_remove(&d->wait, j);
+    } else if (!sb_sqlite_slot_cancel(j->slot, j)) {
+        /* running (now interrupted) or on its way back: finish now, the
+        ** driver keeps its reference until the job returns */
+        j->cancelled = 1;
+        fail(r, cls, NULL);
+        return;
+    }
+    job_free(d, j);
+    r->drv = NULL;
+    fail(r, cls, NULL);
+    sb__req_unref(r);
+}
+
+static void drv_session_close(sb_conn *c, sb_session *sess)
+{
+    sb_sqlite *d = c->drvdata;
+    static const char msg[] = "the transaction was closed";
+
+    /* its requests still waiting for the pin */
+    sb_sqlite_job *j = d->wait.head;
+    while (j) {
+        sb_sqlite_job *next = j->next;
+        if (j->r->session == sess) {
+            sb_sqlite_jq_remove(&d->wait, j);
+            sb_req *r = j->r;
+            job_free(d, j);
+            r->drv = NULL;
+            fail(r, SB_E_CLOSED, msg);
+            sb__req_unref(r);
+        }
+        j = next;
+    }
+    if (d->pin != sess) return;
+
+    sb_sqlite_slot *w = &d->slots[0];
+    sb_sqlite_jq q = sb_sqlite_slot_take(w, sess);
+    while ((j = q.head)) {
+        sb_sqlite_jq_remove(&q, j);
+        sb_req *r = j->r;
+        job_free(d, j);
+        r->drv = NULL;
+        fail(r, SB_E_CLOSED, msg);
+        sb__req_unref(r);
+    }
+    /* Roll back before anyone else uses the writer: here if it is idle,
+    ** else as a job behind what runs now (everything queued after it waits
+    ** its turn, so nothing can slip in between). */
+    if (sb_sqlite_slot_claim(w)) {
+        rollback_open(w);
+        sb_sqlite_slot_release(w);
+    } else {
+        j = d->release;  /* allocated when the pin was taken */
+        d->release = NULL;
+        memset(j, 0, sizeof *j);
+        sb_sqlite_slot_push(w, j);  /* j->r == NULL: release job */
+    }
+    d->pin = NULL;
+    sess->drv = NULL;
+    drain(d);
+}
+
+/* Finish j's request with SB_E_CLOSED (if not finished) and let go. */
+static void close_job(sb_sqlite_job *j)
+{
+    sb_req *r = j->r;
+    if (r) {
+        if (!j->cancelled) fail(r, SB_E_CLOSED, NULL);
+        sb__result_free(j->res);
+        sb_error_free(j->err);
+        r->drv = NULL;
+        sb__req_unref(r);
+    }
+    sb__free(j);
+}
+
+static void close_queue(sb_sqlite_jq *q)
+{
+    sb_sqlite_job *j;
+    while ((j = q->head)) {
+        sb_sqlite_jq_remove(q, j);
+        close_job(j);
+    }
+}
+
+/* Stop and join every started worker, close every connection, free d.
+** Works on a half-opened d too (fields zeroed by calloc). */
+static void teardown(sb_sqlite *d)
+{
+    for (int i = 0; i < d->nslots; i++) sb_sqlite_slot_stop(&d->slots[i]);
+    for (int i = 0; i < d->nslots; i++) sb_sqlite_slot_join(&d->slots[i]);
+    /* single-threaded from here */
+    close_queue(&d->wait);
+    for (int i = 0; i < d->nslots; i++) close_queue(&d->slots[i].q);
+    close_queue(&d->done);
+    /* readers first: the writer, closing last, checkpoints and removes the WAL */
+    for (int i = d->nslots - 1; i >= 0; i--) {
+        lru_free(&d->slots[i].cache);
+        sqlite3_close_v2(d->slots[i].h);
+    }
+    sb__free(d->slots);
+    lru_free(&d->ro);
+    sb__free(d->release);
+    while (d->spare) {
+        sb_sqlite_job *j = d->spare;
+        d->spare = j->next;
+        sb__free(j);
+    }
+    if (d->cmu_init) pthread_mutex_destroy(&d->cmu);
+    sb__free(d);
+}
+
+static void drv_close(sb_conn *c)
+{
+    sb_sqlite *d = c->drvdata;
+    if (!d) return;
+    c->drvdata = NULL;
+    teardown(d);
+}
+
+/* ================================================================ open */
+
+/* A database that other connections cannot share: no readers. */
+static int is_private(const char *t)
+{
+    return !*t || strcmp(t, ":memory:") == 0 || strncmp(t, "file::memory:", 13) == 0 ||
+           (strncmp(t, "file:", 5) == 0 && strstr(t, "mode=memory"));
+}
+
+static sb_error *open_error(sqlite3 *h, int rc)
+{
+    const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+    if (rc == SQLITE_NOMEM) return oom();
+    return sb__error_fmt(SB_E_CONNECTION, "08006", "sqlite", "cannot open database: %s", msg);
+}
+
+static int slot_open(sb_sqlite *d, int idx, const char *target, int flags, sb_error **err)
+{
+    sb_sqlite_slot *s = &d->slots[idx];
+    s->db = d;
+    s->idx = idx;
+    s->busy_ms = d->c->opts.busy_timeout_ms > 0 ? d->c->opts.busy_timeout_ms : 0;
+    atomic_init(&s->intr, 0);
+    if (lru_init(&s->cache, d->c->opts.statement_cache) != SB_OK) {
+        *err = oom();
+        return SB_ERR;
+    }
+    if (strncmp(target, "file:", 5) == 0) flags |= SQLITE_OPEN_URI;
+    int rc = sqlite3_open_v2(target, &s->h, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        *err = open_error(s->h, rc);
+        return SB_ERR;
+    }
+    sqlite3_extended_result_codes(s->h, 1);
+    sqlite3_busy_handler(s->h, sb_sqlite_busy, s);
+    return SB_OK;
+}
+
+/* Writer settings.  *wal: whether the database is in WAL mode (readers
+** need it to read while the writer writes). */
+static int writer_setup(sb_sqlite *d, int *wal, sb_error **err)
+{
+    sqlite3 *h = d->slots[0].h;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(h, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    *wal = rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+           strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    if (rc == SQLITE_ROW) rc = SQLITE_OK;
+    sqlite3_finalize(st);
+    /* a read-only file cannot switch to WAL: still open, without readers */
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_READONLY) goto fail;
+    rc = sqlite3_exec(h, d->c->opts.synchronous_full ? "PRAGMA synchronous=FULL"
+                                                     : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) return SB_OK;
+fail:
+    *err = open_error(h, rc);
+    return SB_ERR;
+}
+
+static int drv_open(sb_conn *c, const char *target, sb_error **err)
+{
+    if (!sqlite3_threadsafe()) {
+        *err = sb__error_new(SB_E_OTHER, "58000", "sqlite", "SQLite was built without thread support", NULL);
+        return SB_ERR;
+    }
+    int readers = c->opts.readers < 0 ? 0 : c->opts.readers > MAX_READERS ? MAX_READERS : c->opts.readers;
+    /* In-memory (and "" = temporary) databases are private to one
+    ** connection: everything runs on the writer. */
+    if (is_private(target)) readers = 0;
+
+    sb_sqlite *d = sb__calloc(1, sizeof *d);
+    if (!d) {
+        *err = oom();
+        return SB_ERR;
+    }
+    d->c = c;
+    if (pthread_mutex_init(&d->cmu, NULL) != 0) {
+        sb__free(d);
+        *err = sb__error_new(SB_E_OTHER, "53000", "sqlite", "cannot create a mutex", NULL);
+        return SB_ERR;
+    }
+    d->cmu_init = 1;
+    if (lru_init(&d->ro, RO_CAP) != SB_OK || !(d->slots = sb__calloc((size_t)readers + 1, sizeof *d->slots))) {
+        *err = oom();
+        goto fail;
+    }
+    d->nslots = 1;
+    int wal = 0;
+    if (slot_open(d, 0, target, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err) != SB_OK ||
+        writer_setup(d, &wal, err) != SB_OK)
+        goto fail;
+    if (!wal) readers = 0;
+    for (int i = 1; i <= readers; i++) {
+        d->nslots = i + 1;
+        if (slot_open(d, i, target, SQLITE_OPEN_READONLY, err) != SB_OK) goto fail;
+    }
+    for (int i = 0; i < d->nslots; i++)
+        if (sb_sqlite_slot_start(&d->slots[i], err) != SB_OK) goto fail;
+    c->drvdata = d;
+    return SB_OK;
+fail:
+    teardown(d);
+    return SB_ERR;
+}
+
+const sb_driver sb_sqlite_driver = {
+    "sqlite",
+    SB_CAP_QMARK,
+    drv_open,
+    drv_submit,
+    drv_step,
+    drv_deadline,
+    drv_cancel,
+    drv_session_close,
+    drv_close,
+};

@@ -1,0 +1,168 @@
+/*
+** sqlite_int.h - private to the SQLite backend (sqlite_drv.c and
+** sqlite_worker.c): the driver state, one "slot" per SQLite connection
+** with its worker thread, the jobs that travel between the owner thread
+** and the workers, and the small LRU map used both as statement cache and
+** as the owner's "is this SQL read-only?" memory.
+**
+** Threads and locks (the whole story):
+**   - The OWNER thread (the one that opened the sb_conn) is the only one
+**     that touches sb_req, sb_session, sb_conn, the wait queue, the ro map,
+**     job->cancelled, slot->load and the job free list; it alone calls
+**     sb__req_finish / sb__req_unref.
+**   - A slot's connection (h, its statement cache, busy handler state) is
+**     used by exactly one RUNNER at a time: its worker thread, or the owner
+**     thread on the inline fast path.  slot->busy (under slot->mu) says
+**     which; the worker only ever takes jobs from its own queue, which
+**     only the owner fills.
+**   - slot->mu guards the slot's run queue, running, busy, stop and every
+**     job->state of jobs bound to that slot.  sb_sqlite.cmu guards the
+**     completion queue.  Lock order: slot->mu, then cmu (never held
+**     together today).
+**   - A worker reads r->sql and r->params of the request it runs.  That
+**     memory lives until the last sb__req_unref, and the driver keeps its
+**     reference until the job has come back through the completion queue
+**     (or the worker was joined), so a cancelled request's bytes stay
+**     valid while SQLite may still read them.
+*/
+#ifndef SB_SQLITE_INT_H
+#define SB_SQLITE_INT_H
+
+#include "sb_int.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+/* ---------------------------------------------------------------- LRU map */
+typedef struct sb_sqlite_ent {
+    struct sb_sqlite_ent *hnext;        /* bucket chain */
+    struct sb_sqlite_ent *prev, *next;  /* recency list, newest first */
+    uint64_t hash;
+    sqlite3_stmt *st;  /* statement cache: the statement; ro map: NULL */
+    int ro;            /* 1: runs on a reader; 0: must run on the writer */
+    size_t len;
+    char key[];        /* len bytes of SQL text + NUL */
+} sb_sqlite_ent;
+
+typedef struct sb_sqlite_lru {
+    sb_sqlite_ent **b;  /* nb buckets (a power of two), or NULL when cap 0 */
+    size_t nb;
+    sb_sqlite_ent *head, *tail;
+    int n, cap;
+} sb_sqlite_lru;
+
+/* ------------------------------------------------------------------ jobs */
+enum {
+    SB_SQLITE_J_WAIT,    /* in the driver's wait queue (owner only) */
+    SB_SQLITE_J_QUEUED,  /* in slot->head..tail */
+    SB_SQLITE_J_RUN,     /* slot->running */
+    SB_SQLITE_J_DONE     /* on its way to / in the completion queue */
+};
+
+/* Outcome of sb_sqlite_exec. */
+enum { SB_SQLITE_RAN = 0, SB_SQLITE_BOUNCED = 1 };
+
+typedef struct sb_sqlite_job {
+    struct sb_sqlite_job *prev, *next;  /* in exactly one queue */
+    sb_req *r;            /* the driver's reference; NULL: a release job
+                             (roll back the writer if a session left a
+                             transaction open) */
+    struct sb_sqlite_slot *slot;
+    uint64_t hash;        /* of r->sql */
+    int state;            /* SB_SQLITE_J_*, under slot->mu once queued */
+    int probe;            /* unknown SQL tried on a reader: bounce writes */
+    int cancelled;        /* owner only: r already finished; drop outcome */
+    /* outcome, written by the runner, read by the owner after completion */
+    int bounced;
+    int ro;               /* -1 unknown, 0 write, 1 read-only */
+    sb_result *res;
+    sb_error *err;
+} sb_sqlite_job;
+
+typedef struct sb_sqlite_jq {
+    sb_sqlite_job *head, *tail;
+} sb_sqlite_jq;
+
+/* ----------------------------------------------------------------- slots */
+typedef struct sb_sqlite_slot {
+    struct sb_sqlite *db;
+    int idx;              /* 0 writer, 1.. readers */
+    sqlite3 *h;
+    /* runner only */
+    sb_sqlite_lru cache;
+    int busy_ms;
+    /* any thread: "stop waiting for locks" (cancel, close) */
+    atomic_int intr;
+    /* owner only */
+    int load;             /* jobs dispatched here, not yet completed */
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sb_sqlite_jq q;
+    sb_sqlite_job *running;
+    int busy;             /* a runner (worker or inline owner) uses h */
+    int stop;
+    /* thread */
+    pthread_t th;
+    int sync_init;        /* mu and cv initialised */
+    int started;          /* th is running and must be joined */
+} sb_sqlite_slot;
+
+typedef struct sb_sqlite {
+    sb_conn *c;
+    int nslots;              /* 1 + readers */
+    sb_sqlite_slot *slots;   /* [0] is the writer */
+    /* owner only */
+    sb_sqlite_lru ro;        /* SQL text -> known read-only / known write */
+    sb_session *pin;         /* the session holding the writer, or NULL */
+    sb_sqlite_job *release;  /* allocated before a pin is taken, so that
+                                giving the pin back never needs memory */
+    sb_sqlite_jq wait;       /* writer requests waiting for the pin */
+    sb_sqlite_job *spare;    /* free jobs (singly linked through next) */
+    int nspare;
+    /* completions, under cmu */
+    pthread_mutex_t cmu;
+    int cmu_init;
+    sb_sqlite_jq done;
+} sb_sqlite;
+
+/* -------------------------------------------------- sqlite_drv.c exports */
+/* Run job j's request on slot s (the caller is s's runner).  Fills
+** j->res / j->err / j->ro / j->bounced.  A release job (r == NULL) rolls
+** back an open transaction.  Never touches owner-only state. */
+void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j);
+
+/* -------------------------------------------------- sqlite_worker.c */
+/* Initialise s's mutex/condvar and start its worker thread.  SB_OK, or
+** SB_ERR with *err set; s->sync_init / s->started say what to undo. */
+int sb_sqlite_slot_start(sb_sqlite_slot *s, sb_error **err);
+/* Tell s's worker to stop, interrupting what it runs (any state). */
+void sb_sqlite_slot_stop(sb_sqlite_slot *s);
+/* Join s's worker (after sb_sqlite_slot_stop) and destroy mu/cv. */
+void sb_sqlite_slot_join(sb_sqlite_slot *s);
+
+/* Queue j on s and wake its worker (owner). */
+void sb_sqlite_slot_push(sb_sqlite_slot *s, sb_sqlite_job *j);
+/* Remove j from s's run queue if it is still queued (owner).  Returns 1
+** when removed; else, if j runs now, interrupts it and returns 0. */
+int sb_sqlite_slot_cancel(sb_sqlite_slot *s, sb_sqlite_job *j);
+/* Take s's queued jobs whose request belongs to session `sess` (owner). */
+sb_sqlite_jq sb_sqlite_slot_take(sb_sqlite_slot *s, sb_session *sess);
+/* Inline fast path: claim s if idle (not running, queue empty); release
+** after running on the caller's thread (owner). */
+int sb_sqlite_slot_claim(sb_sqlite_slot *s);
+void sb_sqlite_slot_release(sb_sqlite_slot *s);
+
+/* Completion queue: post (worker), take everything (owner). */
+void sb_sqlite_post(sb_sqlite *d, sb_sqlite_job *j);
+sb_sqlite_job *sb_sqlite_take(sb_sqlite *d);
+
+/* Intrusive job queues. */
+void sb_sqlite_jq_push(sb_sqlite_jq *q, sb_sqlite_job *j);
+void sb_sqlite_jq_remove(sb_sqlite_jq *q, sb_sqlite_job *j);
+
+/* Busy handler installed on every connection (arg: the slot). */
+int sb_sqlite_busy(void *arg, int count);
+
+#endif /* SB_SQLITE_INT_H */
