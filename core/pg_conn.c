@@ -132,6 +132,7 @@ static void attempt_failed(sb_pg_conn *pc, int64_t now, const char *why)
     char msg[256];
     copy_msg(pc->d, msg, sizeof msg, why, "could not connect to the server");
     sb_pg_set_lasterr(pc->d, msg);
+    pc->d->failed_attempts++;
     unwatch(pc);
     if (pc->pg) PQfinish(pc->pg);
     pc->pg = NULL;
@@ -502,9 +503,11 @@ static void ready_step(sb_pg_conn *pc)
 {
     PGconn *pg = pc->pg;
     int consume = (pc->revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) != 0;
-    /* Over SSL, OpenSSL may keep decrypted bytes that the socket no longer
-    ** shows (a record larger than what libpq asked for): while a result is
-    ** incomplete, read again a few times.  Plain sockets need one read. */
+    /* Defensive: over SSL, OpenSSL could hold decrypted bytes the socket no
+    ** longer shows (a record larger than what libpq asked for), and epoll
+    ** would not wake us for them: while a result is incomplete, read again
+    ** a few times (each extra read is one EAGAIN at worst).  Plain sockets
+    ** need one read. */
     int rounds = consume && PQsslInUse(pg) ? 4 : 1;
     for (int round = 0; round < rounds; round++) {
         if (consume) {

@@ -75,6 +75,7 @@ void sb_pg_conn_became_ready(sb_pg_drv *d)
 {
     d->nready++;
     d->down_since = 0;
+    d->ever_ready = 1;
 }
 
 void sb_pg_conn_went_down(sb_pg_drv *d, sb_pg_conn *pc, int was_ready)
@@ -179,10 +180,14 @@ again:;
     if (d->breaks != breaks && d->npend_sess) goto again;
 }
 
-/* With no live connection, requests give up after connect_timeout_ms. */
+/* With no live connection, requests give up after connect_timeout_ms; a
+** database that never connected since open fails them at the first failed
+** attempt (a wrong password or a server that is not there is reported at
+** once, by sb.open's first round trip). */
 static int64_t pend_expiry(const sb_pg_drv *d)
 {
     if (d->nready > 0 || !d->pend_head) return 0;
+    if (!d->ever_ready && d->failed_attempts > 0) return 1;
     const sb_pg_op *op = d->pend_head;
     int64_t from = op->queued_at > d->down_since ? op->queued_at : d->down_since;
     return from + d->connect_timeout;
@@ -193,8 +198,12 @@ static void expire_pending(sb_pg_drv *d, int64_t now)
     int64_t at;
     while ((at = pend_expiry(d)) != 0 && at <= now) {
         char msg[400];
-        snprintf(msg, sizeof msg, "could not connect to the server within %d ms: %s",
-                 d->connect_timeout, d->lasterr[0] ? d->lasterr : "no connection");
+        if (d->ever_ready)
+            snprintf(msg, sizeof msg, "could not connect to the server within %d ms: %s",
+                     d->connect_timeout, d->lasterr[0] ? d->lasterr : "no connection");
+        else
+            snprintf(msg, sizeof msg, "could not connect to the server: %s",
+                     d->lasterr[0] ? d->lasterr : "no connection");
         pend_fail(d, d->pend_head, sb_pg_conn_error("08001", msg, 1, 0));
     }
 }

@@ -154,6 +154,8 @@ struct sb_pg_drv {
     int npend_sess;          /* of them, pinned to a session */
     int nready;              /* conns in state READY */
     int64_t down_since;      /* no READY conn since (0 while one is up) */
+    int ever_ready;          /* some connection has been READY since open */
+    int failed_attempts;     /* connect attempts that failed */
     unsigned seed;           /* backoff jitter */
     unsigned breaks;         /* connections broken so far (dispatch restarts) */
     char lasterr[256];       /* last connect failure, scrubbed */
