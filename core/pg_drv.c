@@ -97,16 +97,22 @@ static int usable(const sb_pg_conn *pc)
 }
 
 /* The READY pool connection with the fewest ops in flight, or NULL. */
+/* The least busy usable connection, or NULL to keep the request queued.
+** While some connections are still connecting, a request waits for one of
+** them rather than queueing behind work on a busy one: a fresh pool would
+** otherwise pipeline a burst onto the one connection that came up first. */
 static sb_pg_conn *pick(sb_pg_drv *d)
 {
     sb_pg_conn *best = NULL;
+    int connecting = 0;
     for (int i = 0; i < d->npool; i++) {
         sb_pg_conn *pc = &d->conns[i];
+        if (pc->state == SB_PG_CONNECTING) connecting = 1;
         if (!usable(pc) || pc->pinned || pc->reserved || pc->depth >= SB_PG_DEPTH) continue;
         if (!best || pc->depth < best->depth) best = pc;
-        if (best->depth == 0) break;
+        if (best->depth == 0) return best;
     }
-    return best;
+    return best && connecting ? NULL : best;
 }
 
 static void send_op(sb_pg_drv *d, sb_pg_conn *pc, sb_pg_op *op)
