@@ -23,7 +23,8 @@
 #   make rockspec-lists  print those lists as the rockspec wants them
 #   make rockspec-test   luarocks make into a temp tree, then require it
 #   make install       module into LUA_LIBDIR/LUA_SHAREDIR, lib + header too
-#   make demo          lua5.4 scripts/switchboard-demo (embedded SQLite)
+#   make demo          install what is missing, build, run the call-flow demo
+#                      on embedded SQLite (the README's first command)
 #   make clean
 #
 # Knobs: CC, CFLAGS (appended last), LDFLAGS, USE_WERROR (1), OPTIMIZATION
@@ -316,7 +317,10 @@ install-test: all
 
 # ------------------------------------------------------------------- misc
 
-demo: all
+# The README's first command: install what is missing, build, run the demo.
+demo:
+	scripts/sb-deps
+	$(MAKE) -j$(NPROC) all
 	$(SPEC_ENV) $(LUA) scripts/switchboard-demo
 
 clean:

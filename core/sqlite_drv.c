@@ -10,7 +10,7 @@
 ** Does not own: threads and queues (sqlite_worker.c), request objects
 ** (req.c), results and errors (result.c, error.c), the pollable fd (wake.c).
 **
-** Routing, in one place (route() and to_writer()):
+** Routing, in one place (drv_submit() and to_writer()):
 **   - Requests of a session always run on the writer, in order.  The first
 **     one PINS the writer to the session until sb_session_close; meanwhile
 **     other writer requests wait in d->wait (never interleaving into the
@@ -20,7 +20,8 @@
 **     earlier runs learned: "read-only" (sqlite3_stmt_readonly and it
 **     returns columns, so BEGIN/COMMIT/ATTACH, which SQLite calls
 **     read-only, stay on the writer) or "write".  Known read-only SQL runs
-**     on the least-loaded reader, known writes on the writer.  Unknown SQL
+**     on a free reader (the readers share one run queue), known writes on
+**     the writer.  Unknown SQL
 **     is PROBED on a reader: the reader prepares it and runs it only if it
 **     is read-only; otherwise (or if it does not prepare there) it bounces
 **     to the writer without having run.  So a first-time slow SELECT never
@@ -31,7 +32,7 @@
 **     a PostgreSQL pool); a caller that needs order waits, or uses a session.
 **   - SB_Q_INLINE without a deadline: if the chosen connection is idle the
 **     statement runs right here on the caller's thread (see
-**     sb_sqlite_slot_claim): no hand-off, no eventfd write, no malloc beyond
+**     sb_sqlite_pool_claim): no hand-off, no eventfd write, no malloc beyond
 **     the result.
 */
 #include "sqlite_int.h"
@@ -45,11 +46,20 @@
 
 /* ============================================================= LRU map */
 
+/* A word at a time: this runs on every submit.  In-process only, so the
+** byte order does not matter; keys are compared in full anyway. */
 static uint64_t hash_sql(const char *p, size_t n)
 {
-    uint64_t h = 14695981039346656037ull;  /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
 }
 
 /* cap <= 0: a map that holds nothing.  SB_ERR on OOM. */
@@ -352,6 +362,19 @@ static sb_result *new_result(sqlite3_stmt *st, int ncol)
 }
 
 /*
+** May st run on a reader?  sqlite3_stmt_readonly() is also true for
+** BEGIN/COMMIT/SAVEPOINT/ATTACH and setting PRAGMAs, which change the
+** connection they run on: those return no columns, so "returns columns"
+** excludes them.  Functions that read the connection's own state
+** (last_insert_rowid(), changes()) must see the writer.
+*/
+static int is_read_only(sqlite3_stmt *st, const char *sql)
+{
+    return sqlite3_stmt_readonly(st) && sqlite3_column_count(st) > 0 &&
+           !strcasestr(sql, "last_insert_rowid") && !strcasestr(sql, "changes");
+}
+
+/*
 ** Run r on slot s (the caller is s's runner).  *ro gets what the
 ** statement is (-1 if it did not prepare).  With `probe` (s is a reader
 ** trying unknown SQL) a statement that is not read-only, or does not
@@ -380,7 +403,7 @@ static int exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
             *err_out = err;
             return SB_SQLITE_RAN;
         }
-        ro = *ro_out = sqlite3_stmt_readonly(st) && sqlite3_column_count(st) > 0;
+        ro = *ro_out = is_read_only(st, r->sql);
         if (probe && !ro) {  /* never cache writes on a reader */
             sqlite3_finalize(st);
             return SB_SQLITE_BOUNCED;
@@ -389,19 +412,19 @@ static int exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
     }
 
     sb_result *res = NULL;
-    int ncol = sqlite3_column_count(st);
     int rc = bind(st, r->params, r->nparams);
     if (rc != SQLITE_OK) {
         err = db_error(h, rc);
-    } else if (!(res = new_result(st, ncol))) {
-        err = oom();
     } else {
         int64_t before = sqlite3_total_changes64(h), nrows = 0;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (add_row(st, res, ncol) != SB_OK) {
-                err = oom();
-                break;
-            }
+        rc = sqlite3_step(st);
+        /* columns only now: step re-prepares a cached statement after a
+        ** schema change (SELECT * may have gained a column) */
+        int ncol = sqlite3_column_count(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = db_error(h, rc);
+        else if (!(res = new_result(st, ncol))) err = oom();
+        for (; !err && rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+            if (add_row(st, res, ncol) != SB_OK) err = oom();
             nrows++;
         }
         if (!err && rc != SQLITE_DONE) err = db_error(h, rc);
@@ -469,6 +492,7 @@ static sb_sqlite_job *job_for(sb_sqlite *d, sb_sqlite_job *j, sb_req *r, uint64_
     j->r = r;
     j->hash = hash;
     j->probe = probe;
+    j->pool = NULL;
     j->slot = NULL;
     j->cancelled = j->bounced = 0;
     j->ro = -1;
@@ -500,7 +524,7 @@ static void fail(sb_req *r, sb_errclass cls, const char *closed_msg)
 /* Remember what a run learned about r's SQL (see the file comment). */
 static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb_sqlite_slot *s)
 {
-    if (ro < 0 || (ro && s->idx == 0)) return;
+    if (ro < 0 || (ro && s->idx == 0) || !d->rpool.nslots) return;
     sb_sqlite_ent *e = lru_get(&d->ro, hash, r->sql, r->sql_len);
     if (e) e->ro = ro;
     else (void)lru_put(&d->ro, hash, r->sql, r->sql_len, NULL, ro);
@@ -508,35 +532,29 @@ static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb
 
 /* ============================================================= routing */
 
-static sb_sqlite_slot *least_loaded_reader(sb_sqlite *d)
-{
-    sb_sqlite_slot *best = &d->slots[1];
-    for (int i = 2; i < d->nslots && best->load; i++)
-        if (d->slots[i].load < best->load) best = &d->slots[i];
-    return best;
-}
-
-/* Queue r (or its job j) on slot s.  probe: see exec(). */
-static void dispatch(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe,
+/* Queue r (or its job j) on pool p.  probe: see exec(). */
+static void dispatch(sb_sqlite *d, sb_sqlite_pool *p, sb_req *r, uint64_t hash, int probe,
                      sb_sqlite_job *j)
 {
     if (!(j = job_for(d, j, r, hash, probe))) {
         done(d, NULL, r, NULL, oom());
         return;
     }
-    sb_sqlite_slot_push(s, j);
+    sb_sqlite_pool_push(p, j);
 }
 
 /* Run r on the claimed slot s right now, on this (the owner's) thread.
+** known: d->ro already knows r's SQL (nothing to learn).
 ** Returns SB_SQLITE_BOUNCED (r untouched) or SB_SQLITE_RAN (r finished). */
-static int run_inline(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe)
+static int run_inline(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe,
+                      int known)
 {
     sb_result *res = NULL;
     sb_error *err = NULL;
     int ro;
     int out = exec(s, r, hash, probe, &res, &err, &ro);
     sb_sqlite_slot_release(s);
-    learn(d, r, hash, ro, s);
+    if (!known) learn(d, r, hash, ro, s);
     if (out == SB_SQLITE_RAN) done(d, NULL, r, res, err);
     return out;
 }
@@ -550,15 +568,15 @@ static int writer_free(const sb_sqlite *d, const sb_session *sess)
 /* Send r to the writer: run it (inline if allowed and idle), queue it, or
 ** park it in d->wait while another session holds the writer.  j: r's
 ** existing job or NULL.  Invariant: d->wait is empty unless d->pin is set. */
-static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, int inl)
+static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, int inl, int known)
 {
-    sb_sqlite_slot *w = &d->slots[0];
+    sb_sqlite_slot *w;
     if (!writer_free(d, r->session)) {
         if (!(j = job_for(d, j, r, hash, 0))) {
             done(d, NULL, r, NULL, oom());
             return;
         }
-        sb_sqlite_jq_push(&d->wait, j);  /* j->slot == NULL: waiting */
+        sb_sqlite_jq_push(&d->wait, j);  /* j->pool == NULL: waiting */
         return;
     }
     if (r->session && !d->pin) {
@@ -568,13 +586,13 @@ static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, 
             return;
         }
         d->pin = r->session;
-        r->session->drv = w;
+        r->session->drv = &d->slots[0];
     }
-    if (inl && !j && sb_sqlite_slot_claim(w)) {
-        (void)run_inline(d, w, r, hash, 0);
+    if (inl && !j && (w = sb_sqlite_pool_claim(&d->wpool))) {
+        (void)run_inline(d, w, r, hash, 0, known);
         return;
     }
-    dispatch(d, w, r, hash, 0, j);
+    dispatch(d, &d->wpool, r, hash, 0, j);
 }
 
 /* The pin was released: let waiting requests go, in order; the first
@@ -586,7 +604,7 @@ static void drain(sb_sqlite *d)
         sb_sqlite_job *next = j->next;
         if (writer_free(d, j->r->session)) {
             sb_sqlite_jq_remove(&d->wait, j);
-            to_writer(d, j->r, j->hash, j, 0);
+            to_writer(d, j->r, j->hash, j, 0, 0);
         }
         j = next;
     }
@@ -600,20 +618,23 @@ static void drv_submit(sb_conn *c, sb_req *r)
     uint64_t hash = hash_sql(r->sql, r->sql_len);
     int inl = (r->flags & SB_Q_INLINE) && !r->deadline;  /* a deadline needs a worker */
 
-    if (d->nslots > 1 && !r->session) {
+    int known = 0;
+    if (d->rpool.nslots && !r->session) {
         sb_sqlite_ent *e = lru_get(&d->ro, hash, r->sql, r->sql_len);
+        known = e != NULL;
         if (!e || e->ro) {
             int probe = !e;
-            sb_sqlite_slot *s = least_loaded_reader(d);
-            if (!(inl && sb_sqlite_slot_claim(s))) {
-                dispatch(d, s, r, hash, probe, NULL);
+            sb_sqlite_slot *s;
+            if (!inl || !(s = sb_sqlite_pool_claim(&d->rpool))) {
+                dispatch(d, &d->rpool, r, hash, probe, NULL);
                 return;
             }
-            if (run_inline(d, s, r, hash, probe) == SB_SQLITE_RAN) return;
+            if (run_inline(d, s, r, hash, probe, known) == SB_SQLITE_RAN) return;
+            known = 0;
             /* bounced: a write, on to the writer */
         }
     }
-    to_writer(d, r, hash, NULL, inl);
+    to_writer(d, r, hash, NULL, inl, known);
 }
 
 /* One job came back from a worker (owner thread). */
@@ -621,7 +642,7 @@ static void complete(sb_sqlite *d, sb_sqlite_job *j)
 {
     sb_sqlite_slot *s = j->slot;
     sb_req *r = j->r;
-    s->load--;
+    j->pool->jobs--;
     if (!r) {  /* release job */
         job_free(d, j);
         return;
@@ -636,7 +657,7 @@ static void complete(sb_sqlite *d, sb_sqlite_job *j)
         return;
     }
     if (j->bounced) {
-        to_writer(d, r, j->hash, j, 0);
+        to_writer(d, r, j->hash, j, 0, 0);
         return;
     }
     done(d, j, r, j->res, j->err);
@@ -667,9 +688,9 @@ static void drv_cancel(sb_conn *c, sb_req *r, sb_errclass cls)
         fail(r, cls, NULL);
         return;
     }
-    if (!j->slot) {  /* waiting for the pin */
+    if (!j->pool) {  /* waiting for the pin */
         sb_sqlite_jq_remove(&d->wait, j);
-    } else if (!sb_sqlite_slot_cancel(j->slot, j)) {
+    } else if (!sb_sqlite_pool_cancel(j->pool, j)) {
         /* running (now interrupted) or on its way back: finish now, the
         ** driver keeps its reference until the job returns */
         j->cancelled = 1;
@@ -703,8 +724,7 @@ static void drv_session_close(sb_conn *c, sb_session *sess)
     }
     if (d->pin != sess) return;
 
-    sb_sqlite_slot *w = &d->slots[0];
-    sb_sqlite_jq q = sb_sqlite_slot_take(w, sess);
+    sb_sqlite_jq q = sb_sqlite_pool_take(&d->wpool, sess);
     while ((j = q.head)) {
         sb_sqlite_jq_remove(&q, j);
         sb_req *r = j->r;
@@ -716,14 +736,15 @@ static void drv_session_close(sb_conn *c, sb_session *sess)
     /* Roll back before anyone else uses the writer: here if it is idle,
     ** else as a job behind what runs now (everything queued after it waits
     ** its turn, so nothing can slip in between). */
-    if (sb_sqlite_slot_claim(w)) {
+    sb_sqlite_slot *w = sb_sqlite_pool_claim(&d->wpool);
+    if (w) {
         rollback_open(w);
         sb_sqlite_slot_release(w);
     } else {
         j = d->release;  /* allocated when the pin was taken */
         d->release = NULL;
         memset(j, 0, sizeof *j);
-        sb_sqlite_slot_push(w, j);  /* j->r == NULL: release job */
+        sb_sqlite_pool_push(&d->wpool, j);  /* j->r == NULL: release job */
     }
     d->pin = NULL;
     sess->drv = NULL;
@@ -757,11 +778,14 @@ static void close_queue(sb_sqlite_jq *q)
 ** Works on a half-opened d too (fields zeroed by calloc). */
 static void teardown(sb_sqlite *d)
 {
-    for (int i = 0; i < d->nslots; i++) sb_sqlite_slot_stop(&d->slots[i]);
-    for (int i = 0; i < d->nslots; i++) sb_sqlite_slot_join(&d->slots[i]);
+    sb_sqlite_pool_stop(&d->wpool);
+    sb_sqlite_pool_stop(&d->rpool);
+    sb_sqlite_pool_join(&d->wpool);
+    sb_sqlite_pool_join(&d->rpool);
     /* single-threaded from here */
     close_queue(&d->wait);
-    for (int i = 0; i < d->nslots; i++) close_queue(&d->slots[i].q);
+    close_queue(&d->wpool.q);
+    close_queue(&d->rpool.q);
     close_queue(&d->done);
     /* readers first: the writer, closing last, checkpoints and removes the WAL */
     for (int i = d->nslots - 1; i >= 0; i--) {
@@ -823,6 +847,7 @@ static int slot_open(sb_sqlite *d, int idx, const char *target, int flags, sb_er
     }
     sqlite3_extended_result_codes(s->h, 1);
     sqlite3_busy_handler(s->h, sb_sqlite_busy, s);
+    sqlite3_progress_handler(s->h, 1000, sb_sqlite_progress, s);
     return SB_OK;
 }
 
@@ -885,6 +910,17 @@ static int drv_open(sb_conn *c, const char *target, sb_error **err)
     for (int i = 1; i <= readers; i++) {
         d->nslots = i + 1;
         if (slot_open(d, i, target, SQLITE_OPEN_READONLY, err) != SB_OK) goto fail;
+        /* so that "PRAGMA foreign_keys" reads the same everywhere */
+        int rc = sqlite3_exec(d->slots[i].h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            *err = open_error(d->slots[i].h, rc);
+            goto fail;
+        }
+    }
+    if (sb_sqlite_pool_init(&d->wpool, d->slots, 1) != SB_OK ||
+        sb_sqlite_pool_init(&d->rpool, d->slots + 1, readers) != SB_OK) {
+        *err = sb__error_new(SB_E_OTHER, "53000", "sqlite", "cannot create a mutex", NULL);
+        goto fail;
     }
     for (int i = 0; i < d->nslots; i++)
         if (sb_sqlite_slot_start(&d->slots[i], err) != SB_OK) goto fail;

@@ -8,17 +8,17 @@
 ** Threads and locks (the whole story):
 **   - The OWNER thread (the one that opened the sb_conn) is the only one
 **     that touches sb_req, sb_session, sb_conn, the wait queue, the ro map,
-**     job->cancelled, slot->load and the job free list; it alone calls
+**     job->cancelled and the job free list; it alone calls
 **     sb__req_finish / sb__req_unref.
 **   - A slot's connection (h, its statement cache, busy handler state) is
 **     used by exactly one RUNNER at a time: its worker thread, or the owner
-**     thread on the inline fast path.  slot->busy (under slot->mu) says
-**     which; the worker only ever takes jobs from its own queue, which
-**     only the owner fills.
-**   - slot->mu guards the slot's run queue, running, busy, stop and every
-**     job->state of jobs bound to that slot.  sb_sqlite.cmu guards the
-**     completion queue.  Lock order: slot->mu, then cmu (never held
-**     together today).
+**     thread on the inline fast path.  slot->busy (under pool->mu) says
+**     which; workers only take jobs from their pool's queue, which only
+**     the owner fills, and a claim needs that queue empty.
+**   - pool->mu guards the pool's run queue and stop flag, its slots'
+**     running and busy, and job->state / job->slot of jobs queued on it.
+**     sb_sqlite.cmu guards the completion queue.  The two are never held
+**     together.
 **   - A worker reads r->sql and r->params of the request it runs.  That
 **     memory lives until the last sb__req_unref, and the driver keeps its
 **     reference until the job has come back through the completion queue
@@ -55,22 +55,26 @@ typedef struct sb_sqlite_lru {
 /* ------------------------------------------------------------------ jobs */
 enum {
     SB_SQLITE_J_WAIT,    /* in the driver's wait queue (owner only) */
-    SB_SQLITE_J_QUEUED,  /* in slot->head..tail */
+    SB_SQLITE_J_QUEUED,  /* in pool->q */
     SB_SQLITE_J_RUN,     /* slot->running */
     SB_SQLITE_J_DONE     /* on its way to / in the completion queue */
 };
 
-/* Outcome of sb_sqlite_exec. */
+/* Outcome of running a job. */
 enum { SB_SQLITE_RAN = 0, SB_SQLITE_BOUNCED = 1 };
 
+struct sb_sqlite_pool;
+struct sb_sqlite_slot;
+
 typedef struct sb_sqlite_job {
-    struct sb_sqlite_job *prev, *next;  /* in exactly one queue */
+    struct sb_sqlite_job *prev, *next;  /* in at most one queue */
     sb_req *r;            /* the driver's reference; NULL: a release job
                              (roll back the writer if a session left a
                              transaction open) */
-    struct sb_sqlite_slot *slot;
+    struct sb_sqlite_pool *pool;  /* NULL while in d->wait (owner only) */
+    struct sb_sqlite_slot *slot;  /* the runner, set when a worker takes it */
     uint64_t hash;        /* of r->sql */
-    int state;            /* SB_SQLITE_J_*, under slot->mu once queued */
+    int state;            /* SB_SQLITE_J_*, under pool->mu once queued */
     int probe;            /* unknown SQL tried on a reader: bounce writes */
     int cancelled;        /* owner only: r already finished; drop outcome */
     /* outcome, written by the runner, read by the owner after completion */
@@ -87,6 +91,7 @@ typedef struct sb_sqlite_jq {
 /* ----------------------------------------------------------------- slots */
 typedef struct sb_sqlite_slot {
     struct sb_sqlite *db;
+    struct sb_sqlite_pool *pool;
     int idx;              /* 0 writer, 1.. readers */
     sqlite3 *h;
     /* runner only */
@@ -94,25 +99,36 @@ typedef struct sb_sqlite_slot {
     int busy_ms;
     /* any thread: "stop waiting for locks" (cancel, close) */
     atomic_int intr;
-    /* owner only */
-    int load;             /* jobs dispatched here, not yet completed */
-    /* under mu */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    sb_sqlite_jq q;
+    /* owner only: how the inline runner claimed h (0 not, 1 lock-free, 2 busy) */
+    int claim;
+    /* under pool->mu */
     sb_sqlite_job *running;
-    int busy;             /* a runner (worker or inline owner) uses h */
-    int stop;
+    int busy;             /* a worker, or the owner through a locked claim, uses h */
     /* thread */
     pthread_t th;
-    int sync_init;        /* mu and cv initialised */
     int started;          /* th is running and must be joined */
 } sb_sqlite_slot;
+
+/* The writer pool (one slot) or the reader pool (N slots): one shared run
+** queue, so a quick read never waits behind a slow one while another
+** reader is free. */
+typedef struct sb_sqlite_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sync_init;        /* mu and cv initialised */
+    sb_sqlite_slot *slots;
+    int nslots;
+    int jobs;             /* owner only: pushed and not yet back (or removed) */
+    /* under mu */
+    sb_sqlite_jq q;
+    int stop;
+} sb_sqlite_pool;
 
 typedef struct sb_sqlite {
     sb_conn *c;
     int nslots;              /* 1 + readers */
     sb_sqlite_slot *slots;   /* [0] is the writer */
+    sb_sqlite_pool wpool, rpool;  /* rpool.nslots == 0: no readers */
     /* owner only */
     sb_sqlite_lru ro;        /* SQL text -> known read-only / known write */
     sb_session *pin;         /* the session holding the writer, or NULL */
@@ -134,24 +150,29 @@ typedef struct sb_sqlite {
 void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j);
 
 /* -------------------------------------------------- sqlite_worker.c */
-/* Initialise s's mutex/condvar and start its worker thread.  SB_OK, or
-** SB_ERR with *err set; s->sync_init / s->started say what to undo. */
+/* Initialise a pool over slots[0..n) (mutex, condvar).  SB_ERR on failure. */
+int sb_sqlite_pool_init(sb_sqlite_pool *p, sb_sqlite_slot *slots, int n);
+/* Start s's worker thread.  SB_OK, or SB_ERR with *err set. */
 int sb_sqlite_slot_start(sb_sqlite_slot *s, sb_error **err);
-/* Tell s's worker to stop, interrupting what it runs (any state). */
-void sb_sqlite_slot_stop(sb_sqlite_slot *s);
-/* Join s's worker (after sb_sqlite_slot_stop) and destroy mu/cv. */
-void sb_sqlite_slot_join(sb_sqlite_slot *s);
+/* Tell p's workers to stop, interrupting what they run. */
+void sb_sqlite_pool_stop(sb_sqlite_pool *p);
+/* Join p's workers (after sb_sqlite_pool_stop) and destroy mu/cv. */
+void sb_sqlite_pool_join(sb_sqlite_pool *p);
 
-/* Queue j on s and wake its worker (owner). */
-void sb_sqlite_slot_push(sb_sqlite_slot *s, sb_sqlite_job *j);
-/* Remove j from s's run queue if it is still queued (owner).  Returns 1
-** when removed; else, if j runs now, interrupts it and returns 0. */
-int sb_sqlite_slot_cancel(sb_sqlite_slot *s, sb_sqlite_job *j);
-/* Take s's queued jobs whose request belongs to session `sess` (owner). */
-sb_sqlite_jq sb_sqlite_slot_take(sb_sqlite_slot *s, sb_session *sess);
-/* Inline fast path: claim s if idle (not running, queue empty); release
-** after running on the caller's thread (owner). */
-int sb_sqlite_slot_claim(sb_sqlite_slot *s);
+/* Queue j on p and wake one worker (owner). */
+void sb_sqlite_pool_push(sb_sqlite_pool *p, sb_sqlite_job *j);
+/* Remove j from p's queue if it is still queued (owner): returns 1.  Else,
+** if j runs now, interrupt it, and return 0. */
+int sb_sqlite_pool_cancel(sb_sqlite_pool *p, sb_sqlite_job *j);
+/* Take p's queued jobs whose request belongs to session `sess` (owner). */
+sb_sqlite_jq sb_sqlite_pool_take(sb_sqlite_pool *p, sb_session *sess);
+/* Inline fast path: an idle slot of p, or NULL.  When none of p's jobs
+** is out (p->jobs == 0) no worker touches any slot and none can start
+** one until the owner pushes, so slot 0 is taken without a lock (the
+** completion queue's mutex ordered the workers' last use before it);
+** else an idle slot is marked busy under p->mu.  Release after running on
+** the caller's thread (owner). */
+sb_sqlite_slot *sb_sqlite_pool_claim(sb_sqlite_pool *p);
 void sb_sqlite_slot_release(sb_sqlite_slot *s);
 
 /* Completion queue: post (worker), take everything (owner). */
@@ -162,7 +183,11 @@ sb_sqlite_job *sb_sqlite_take(sb_sqlite *d);
 void sb_sqlite_jq_push(sb_sqlite_jq *q, sb_sqlite_job *j);
 void sb_sqlite_jq_remove(sb_sqlite_jq *q, sb_sqlite_job *j);
 
-/* Busy handler installed on every connection (arg: the slot). */
+/* Busy and progress handlers installed on every connection (arg: the
+** slot).  sqlite3_interrupt() alone is lost when it lands before the
+** statement's first step (SQLite clears the flag when a statement starts
+** on an idle connection); slot->intr is not. */
 int sb_sqlite_busy(void *arg, int count);
+int sb_sqlite_progress(void *arg);
 
 #endif /* SB_SQLITE_INT_H */

@@ -1,10 +1,10 @@
 /*
 ** sqlite_worker.c - the SQLite backend's threads: one worker per slot
-** (SQLite connection), its run queue, the completion queue back to the
-** owner thread, the inline claim, and the busy handler that makes lock
-** waits interruptible.
+** (SQLite connection), the shared run queue of each pool (writer,
+** readers), the completion queue back to the owner thread, the inline
+** claim, and the busy handler that makes lock waits interruptible.
 **
-** Owns: thread start/stop/join, queue manipulation under the slot mutex,
+** Owns: thread start/stop/join, queue manipulation under the pool mutex,
 ** and the eventfd signal for completions.  Does not own: what a job does
 ** (sb_sqlite_run in sqlite_drv.c) or finishing requests (owner thread).
 ** See sqlite_int.h for the locking rules.
@@ -65,153 +65,193 @@ int sb_sqlite_busy(void *arg, int count)
     return !atomic_load(&s->intr);
 }
 
+/* Every 1000 VM instructions: stop if the slot was interrupted. */
+int sb_sqlite_progress(void *arg)
+{
+    sb_sqlite_slot *s = arg;
+    return atomic_load_explicit(&s->intr, memory_order_relaxed);
+}
+
 /* ---------------------------------------------------------------- worker */
 
-/* Runs jobs from s->q until told to stop; posts each finished job. */
+/* Runs jobs from its pool's queue until told to stop; posts each one. */
 static void *worker(void *arg)
 {
     sb_sqlite_slot *s = arg;
-    pthread_mutex_lock(&s->mu);
+    sb_sqlite_pool *p = s->pool;
+    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!s->stop && !s->q.head) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stop) break;
-        sb_sqlite_job *j = s->q.head;
-        sb_sqlite_jq_remove(&s->q, j);
+        while (!p->stop && !p->q.head) pthread_cond_wait(&p->cv, &p->mu);
+        if (p->stop) break;
+        sb_sqlite_job *j = p->q.head;
+        sb_sqlite_jq_remove(&p->q, j);
         j->state = SB_SQLITE_J_RUN;
+        j->slot = s;
         s->running = j;
         s->busy = 1;
         atomic_store(&s->intr, 0);
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&p->mu);
 
         sb_sqlite_run(s, j);
 
-        pthread_mutex_lock(&s->mu);
+        pthread_mutex_lock(&p->mu);
         j->state = SB_SQLITE_J_DONE;
         s->running = NULL;
         s->busy = 0;
-        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_unlock(&p->mu);
         sb_sqlite_post(s->db, j);
-        pthread_mutex_lock(&s->mu);
+        pthread_mutex_lock(&p->mu);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+int sb_sqlite_pool_init(sb_sqlite_pool *p, sb_sqlite_slot *slots, int n)
+{
+    p->slots = slots;
+    p->nslots = n;
+    for (int i = 0; i < n; i++) slots[i].pool = p;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) return SB_ERR;
+    if (pthread_cond_init(&p->cv, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        return SB_ERR;
+    }
+    p->sync_init = 1;
+    return SB_OK;
 }
 
 int sb_sqlite_slot_start(sb_sqlite_slot *s, sb_error **err)
 {
-    if (pthread_mutex_init(&s->mu, NULL) != 0) goto fail;
-    if (pthread_cond_init(&s->cv, NULL) != 0) {
-        pthread_mutex_destroy(&s->mu);
-        goto fail;
-    }
-    s->sync_init = 1;
     /* workers take no signals: the host's handlers run on its own threads */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&s->th, NULL, worker, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) goto fail;
+    if (rc != 0) {
+        *err = sb__error_new(SB_E_OTHER, "53000", "sqlite", "cannot start a SQLite worker thread", NULL);
+        return SB_ERR;
+    }
     s->started = 1;
     char name[16];
     snprintf(name, sizeof name, s->idx ? "sb-sqlite-r%d" : "sb-sqlite-w", s->idx);
     pthread_setname_np(s->th, name);
     return SB_OK;
-fail:
-    *err = sb__error_new(SB_E_OTHER, "53000", "sqlite", "cannot start a SQLite worker thread", NULL);
-    return SB_ERR;
 }
 
-void sb_sqlite_slot_stop(sb_sqlite_slot *s)
+/* Interrupt what s runs now.  Caller holds s->pool->mu, so the job
+** running cannot change meanwhile. */
+static void interrupt(sb_sqlite_slot *s)
 {
-    if (!s->sync_init) return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = 1;
-    if (s->running) {
-        atomic_store(&s->intr, 1);
-        sqlite3_interrupt(s->h);
-    }
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    atomic_store(&s->intr, 1);
+    sqlite3_interrupt(s->h);
 }
 
-void sb_sqlite_slot_join(sb_sqlite_slot *s)
+void sb_sqlite_pool_stop(sb_sqlite_pool *p)
 {
-    if (s->started) pthread_join(s->th, NULL);
-    s->started = 0;
-    if (s->sync_init) {
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
+    if (!p->sync_init) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].running) interrupt(&p->slots[i]);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void sb_sqlite_pool_join(sb_sqlite_pool *p)
+{
+    for (int i = 0; i < p->nslots; i++) {
+        if (p->slots[i].started) pthread_join(p->slots[i].th, NULL);
+        p->slots[i].started = 0;
     }
-    s->sync_init = 0;
+    if (p->sync_init) {
+        pthread_cond_destroy(&p->cv);
+        pthread_mutex_destroy(&p->mu);
+    }
+    p->sync_init = 0;
 }
 
 /* ------------------------------------------------------ owner-side calls */
 
-void sb_sqlite_slot_push(sb_sqlite_slot *s, sb_sqlite_job *j)
+void sb_sqlite_pool_push(sb_sqlite_pool *p, sb_sqlite_job *j)
 {
-    j->slot = s;
-    s->load++;
-    pthread_mutex_lock(&s->mu);
+    j->pool = p;
+    j->slot = NULL;
+    p->jobs++;
+    pthread_mutex_lock(&p->mu);
     j->state = SB_SQLITE_J_QUEUED;
-    sb_sqlite_jq_push(&s->q, j);
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    sb_sqlite_jq_push(&p->q, j);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
-int sb_sqlite_slot_cancel(sb_sqlite_slot *s, sb_sqlite_job *j)
+int sb_sqlite_pool_cancel(sb_sqlite_pool *p, sb_sqlite_job *j)
 {
     int removed = 0;
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&p->mu);
     if (j->state == SB_SQLITE_J_QUEUED) {
-        sb_sqlite_jq_remove(&s->q, j);
+        sb_sqlite_jq_remove(&p->q, j);
         removed = 1;
-    } else if (s->running == j) {
-        /* only while j is the one running: never interrupt its successor */
-        atomic_store(&s->intr, 1);
-        sqlite3_interrupt(s->h);
+    } else if (j->state == SB_SQLITE_J_RUN && j->slot->running == j) {
+        interrupt(j->slot);  /* only while j runs: never its successor */
     }
-    pthread_mutex_unlock(&s->mu);
-    if (removed) s->load--;
+    pthread_mutex_unlock(&p->mu);
+    p->jobs -= removed;
     return removed;
 }
 
-sb_sqlite_jq sb_sqlite_slot_take(sb_sqlite_slot *s, sb_session *sess)
+sb_sqlite_jq sb_sqlite_pool_take(sb_sqlite_pool *p, sb_session *sess)
 {
     sb_sqlite_jq out = { NULL, NULL };
-    pthread_mutex_lock(&s->mu);
-    sb_sqlite_job *j = s->q.head;
+    pthread_mutex_lock(&p->mu);
+    sb_sqlite_job *j = p->q.head;
     while (j) {
         sb_sqlite_job *next = j->next;
         if (j->r && j->r->session == sess) {
-            sb_sqlite_jq_remove(&s->q, j);
+            sb_sqlite_jq_remove(&p->q, j);
             sb_sqlite_jq_push(&out, j);
-            s->load--;
+            p->jobs--;
         }
         j = next;
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&p->mu);
     return out;
 }
 
-int sb_sqlite_slot_claim(sb_sqlite_slot *s)
+sb_sqlite_slot *sb_sqlite_pool_claim(sb_sqlite_pool *p)
 {
-    int ok = 0;
-    pthread_mutex_lock(&s->mu);
-    if (!s->busy && !s->q.head && !s->stop) {
-        s->busy = 1;
-        ok = 1;
+    sb_sqlite_slot *s = NULL;
+    if (!p->nslots) return NULL;
+    if (!p->jobs) {
+        s = &p->slots[0];
+        s->claim = 1;
+        atomic_store_explicit(&s->intr, 0, memory_order_relaxed);
+        return s;
     }
-    pthread_mutex_unlock(&s->mu);
-    if (ok) atomic_store_explicit(&s->intr, 0, memory_order_relaxed);
-    return ok;
+    pthread_mutex_lock(&p->mu);
+    if (!p->q.head && !p->stop) {
+        for (int i = 0; i < p->nslots; i++) {
+            if (!p->slots[i].busy) {
+                s = &p->slots[i];
+                s->busy = 1;
+                s->claim = 2;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (s) atomic_store_explicit(&s->intr, 0, memory_order_relaxed);
+    return s;
 }
 
 void sb_sqlite_slot_release(sb_sqlite_slot *s)
 {
-    pthread_mutex_lock(&s->mu);
-    s->busy = 0;
-    pthread_mutex_unlock(&s->mu);
+    if (s->claim == 2) {
+        pthread_mutex_lock(&s->pool->mu);
+        s->busy = 0;
+        pthread_mutex_unlock(&s->pool->mu);
+    }
+    s->claim = 0;
 }
 
 /* ------------------------------------------------------------ completions */
