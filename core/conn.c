@@ -73,6 +73,7 @@ sb_conn *sb_conn_open(const char *url, const sb_options *opts, sb_error **err)
 void sb__conn_unref(sb_conn *c)
 {
     if (--c->refs > 0) return;
+    sb__sql_memo_free(c);
     sb__free(c->url);
     sb__free(c);
 }

@@ -95,7 +95,8 @@ sb_req *sb_conn_submit(sb_conn *c, const sb_query *q)
         q->session->refs++;
     }
     int maxparam = 0;
-    if (sb__sql_scan(r->sql, r->sql_len, (c->drv->caps & SB_CAP_QMARK) != 0, &maxparam) != SB_OK) {
+    if (sb__sql_check(c, r->sql, r->sql_len, (c->drv->caps & SB_CAP_QMARK) != 0, &maxparam,
+                      &r->sql_hash) != SB_OK) {
         sb__req_fail(r, SB_E_MISUSE, "42P02", SB_BACKEND_CORE,
                      "bad placeholder: use $1 .. $65535");
         return r;

@@ -76,6 +76,7 @@ struct sb_conn {
     int finished_untagged;  /* an untagged request finished during step */
     sb_req *reap_head, *reap_tail;  /* finished tagged requests */
     sb_req *timed;       /* pending requests with a deadline */
+    struct sb_sqlmemo *sqlmemo;  /* sql.c: scanned statements */
 };
 
 struct sb_req {
@@ -85,6 +86,7 @@ struct sb_req {
     unsigned flags;      /* SB_Q_* */
     char *sql;           /* owned, NUL-terminated, backend placeholder style */
     size_t sql_len;
+    uint64_t sql_hash;   /* sb__sql_hash of the SQL as submitted: a cache key */
     sb_value *params;    /* owned (with the bytes of text/blob values) */
     int nparams;
     sb_session *session; /* NULL, or the pinning session (not counted) */
@@ -179,6 +181,12 @@ void sb__wake_arm(sb_conn *c, int64_t at_ms);
 ** for a placeholder number that is 0 or too large.
 */
 int sb__sql_scan(char *sql, size_t len, int qmark, int *maxparam);
+/* sb__sql_scan through the connection's memo of recent statements (an
+** allocation failure only skips the memo). */
+int sb__sql_check(sb_conn *c, char *sql, size_t len, int qmark, int *maxparam, uint64_t *hash);
+/* A fast in-process hash of SQL text (keys are always compared in full). */
+uint64_t sb__sql_hash(const char *p, size_t n);
+void sb__sql_memo_free(sb_conn *c);
 
 /* ------------------------------------------------------------------ url */
 /* The driver a URL names (NULL if none) and the part it gets as target. */

@@ -3,7 +3,9 @@
 ** of a statement outside string literals, quoted identifiers, comments and
 ** dollar-quoted strings, and rewrites them to SQLite's ?N (same length, in
 ** place).  It does not parse SQL; it only knows where a '$' may start a
-** placeholder.
+** placeholder.  A small per-connection memo remembers the outcome for the
+** statements a connection sees again and again, so the hot path costs one
+** hash and one memcmp instead of a scan.
 */
 #include "sb_int.h"
 
@@ -88,4 +90,74 @@ int sb__sql_scan(char *s, size_t len, int qmark, int *maxparam)
     }
     *maxparam = max;
     return SB_OK;
+}
+
+/* ------------------------------------------------------------------ memo */
+
+#define MEMO_SLOTS 256   /* direct-mapped by hash */
+#define MEMO_MAXLEN 2048 /* longer statements are scanned every time */
+
+typedef struct memo_entry {
+    uint64_t hash;
+    size_t len;
+    int maxparam;
+    char *text;  /* the original, then (len + 1 on) the rewritten form */
+} memo_entry;
+
+struct sb_sqlmemo {
+    memo_entry slot[MEMO_SLOTS];
+};
+
+/* A word at a time: this runs on every submit.  In-process only, so the
+** byte order does not matter; keys are compared in full anyway. */
+uint64_t sb__sql_hash(const char *p, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
+}
+
+int sb__sql_check(sb_conn *c, char *sql, size_t len, int qmark, int *maxparam, uint64_t *hash)
+{
+    uint64_t h = *hash = sb__sql_hash(sql, len);
+    if (len > MEMO_MAXLEN) return sb__sql_scan(sql, len, qmark, maxparam);
+    if (!c->sqlmemo) c->sqlmemo = sb__calloc(1, sizeof(struct sb_sqlmemo));
+    memo_entry *e = c->sqlmemo ? &c->sqlmemo->slot[h % MEMO_SLOTS] : NULL;
+    if (e && e->text && e->hash == h && e->len == len && memcmp(e->text, sql, len) == 0) {
+        if (qmark) memcpy(sql, e->text + len + 1, len);
+        *maxparam = e->maxparam;
+        return SB_OK;
+    }
+    char *orig = e ? sb__malloc(2 * len + 2) : NULL;
+    if (orig) memcpy(orig, sql, len);
+    if (sb__sql_scan(sql, len, qmark, maxparam) != SB_OK) {
+        sb__free(orig);
+        return SB_ERR;
+    }
+    if (orig) {
+        orig[len] = '\0';
+        memcpy(orig + len + 1, sql, len);
+        orig[2 * len + 1] = '\0';
+        sb__free(e->text);
+        e->text = orig;
+        e->hash = h;
+        e->len = len;
+        e->maxparam = *maxparam;
+    }
+    return SB_OK;
+}
+
+void sb__sql_memo_free(sb_conn *c)
+{
+    if (!c->sqlmemo) return;
+    for (int i = 0; i < MEMO_SLOTS; i++) sb__free(c->sqlmemo->slot[i].text);
+    sb__free(c->sqlmemo);
+    c->sqlmemo = NULL;
 }

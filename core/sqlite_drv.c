@@ -46,21 +46,6 @@
 
 /* ============================================================= LRU map */
 
-/* A word at a time: this runs on every submit.  In-process only, so the
-** byte order does not matter; keys are compared in full anyway. */
-static uint64_t hash_sql(const char *p, size_t n)
-{
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    w = 0;
-    memcpy(&w, p, n);
-    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
-    return h ^ (h >> 29);
-}
 
 /* cap <= 0: a map that holds nothing.  SB_ERR on OOM. */
 static int lru_init(sb_sqlite_lru *m, int cap)
@@ -615,7 +600,7 @@ static void drain(sb_sqlite *d)
 static void drv_submit(sb_conn *c, sb_req *r)
 {
     sb_sqlite *d = c->drvdata;
-    uint64_t hash = hash_sql(r->sql, r->sql_len);
+    uint64_t hash = r->sql_hash;  /* computed once by the core (sql.c) */
     int inl = (r->flags & SB_Q_INLINE) && !r->deadline;  /* a deadline needs a worker */
 
     int known = 0;

@@ -22,6 +22,9 @@
 /* A database handle.  User value 1: the NULL sentinel (nil = use nil). */
 typedef struct lsb_db {
     sb_conn *conn;  /* NULL once closed */
+    sb_req *held;   /* the blocking call's request while its results are
+                       pushed (lsb_await.c); freed by close if a memory
+                       error left it there */
 } lsb_db;
 
 /* A transaction handle.  User value 1: its db userdata. */

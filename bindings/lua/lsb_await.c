@@ -57,24 +57,29 @@ static int wait_mode(lua_State *L)
     return poller ? MODE_POLLER : MODE_BLOCK;
 }
 
-/* Push what the finished request gives and free it. */
+/* Push what the finished request r gives; the db is at dbidx. */
+static int push_outcome(lua_State *L, sb_req *r, int dbidx, lsb_kind kind, lsb_tx *tx)
+{
+    if (sb_req_status(r) == SB_OK) {
+        lua_getiuservalue(L, dbidx, 1);  /* its NULL sentinel */
+        return lsb_push_result(L, sb_req_result(r), kind, lua_gettop(L));
+    }
+    int n = lsb_push_error(L, sb_req_error(r));
+    if (tx && !tx->failed) {  /* tx_call's frame: the tx is at 1 */
+        tx->failed = 1;
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, 2);
+    }
+    return n;
+}
+
+/* The anchored request finished: push what it gives and free it. */
 static int finish(lua_State *L, int aidx, lsb_kind kind)
 {
     pending *p = lua_touserdata(L, aidx);
     sb_req *r = p->req;
-    int n;
-    if (sb_req_status(r) == SB_OK) {
-        lua_getiuservalue(L, aidx, 1);       /* the db */
-        lua_getiuservalue(L, -1, 1);         /* its NULL sentinel */
-        n = lsb_push_result(L, sb_req_result(r), kind, lua_gettop(L));
-    } else {
-        n = lsb_push_error(L, sb_req_error(r));
-        if (p->tx && !p->tx->failed) {  /* tx_call's frame: the tx is at 1 */
-            p->tx->failed = 1;
-            lua_pushvalue(L, -1);
-            lua_setiuservalue(L, 1, 2);
-        }
-    }
+    lua_getiuservalue(L, aidx, 1);  /* the db */
+    int n = push_outcome(L, r, lua_gettop(L), kind, p->tx);
     p->req = NULL;
     sb_req_free(r);
     return n;
@@ -125,20 +130,44 @@ static int await_k(lua_State *L, int status, lua_KContext ctx)
     return await(L, aidx, (lsb_kind)(ctx >> 16));
 }
 
+/*
+** The blocking fast path: the statement runs (on this thread when SQLite's
+** connection is idle) and its results are pushed with no anchor userdata.
+** The request sits in db->held meanwhile, so a memory error raised while
+** pushing leaves it where db:close frees it.  A call nested inside that
+** window (a __gc metamethod querying the same db) finds held taken and goes
+** the anchored way instead.
+*/
+static int run_blocking(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb_tx *tx)
+{
+    q->flags |= SB_Q_INLINE;
+    sb_req *r = sb_conn_submit(db->conn, q);
+    if (!r) return luaL_error(L, "not enough memory");
+    db->held = r;
+    if (sb_req_status(r) == SB_PENDING && sb_conn_wait(db->conn, r, -1) != SB_OK)
+        return luaL_error(L, "cannot wait for the database (re-entrant step?)");
+    int n = push_outcome(L, r, dbidx, kind, tx);
+    db->held = NULL;
+    sb_req_free(r);
+    return n;
+}
+
 int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb_tx *tx)
 {
+    int mode = wait_mode(L);
+    if (mode == MODE_BLOCK && !db->held) return run_blocking(L, dbidx, db, q, kind, tx);
     pending *p = lua_newuserdatauv(L, sizeof *p, 1);
     p->req = NULL;
     p->tx = tx;
-    p->mode = wait_mode(L);
+    p->mode = mode;
     luaL_setmetatable(L, LSB_PENDING);
     lua_pushvalue(L, dbidx);
     lua_setiuservalue(L, -2, 1);
     int aidx = lua_gettop(L);
-    if (p->mode == MODE_BLOCK) q->flags |= SB_Q_INLINE;
+    if (mode == MODE_BLOCK) q->flags |= SB_Q_INLINE;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
-    if (p->mode == MODE_TASK) sb_req_set_tag(p->req, (uintptr_t)p->req);
+    if (mode == MODE_TASK) sb_req_set_tag(p->req, (uintptr_t)p->req);
     return await(L, aidx, kind);
 }
 

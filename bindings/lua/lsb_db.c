@@ -72,6 +72,7 @@ int lsb_open_db(lua_State *L)
     lua_settop(L, 2);
     lsb_dbx *x = lua_newuserdatauv(L, sizeof *x, 1);  /* created closed */
     x->db.conn = NULL;
+    x->db.held = NULL;
     x->timeout_ms = 0;
     luaL_setmetatable(L, LSB_DB);
     sb_options o;
@@ -90,6 +91,10 @@ int lsb_open_db(lua_State *L)
 static int db_close(lua_State *L)
 {
     lsb_db *db = luaL_checkudata(L, 1, LSB_DB);
+    if (db->held) {
+        sb_req_free(db->held);
+        db->held = NULL;
+    }
     if (db->conn) {
         sb_conn_close(db->conn);
         db->conn = NULL;
