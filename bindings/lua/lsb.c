@@ -4,7 +4,8 @@
 ** Registers the metatables (db, tx, pending, error, blob) and exports the
 ** primitives that switchboard/init.lua builds the public API from: open,
 ** blob, null, error, version, the scheduler's AWAIT marker, _bind, now and
-** poll (poll(2) over several databases' fds, for the built-in scheduler).
+** poll (poll(2) over several databases' fds, for the built-in scheduler),
+** plus the helpers of lsb_util.c and lsb_sandbox.c.
 */
 #include "lsb.h"
 
@@ -66,6 +67,8 @@ int luaopen_switchboard_core(lua_State *L)
     lsb_register_error(L);
     lsb_register_blob(L);
     lsb_register_await(L);  /* sets module.AWAIT */
+    lsb_register_util(L);     /* time_ms, sha256 */
+    lsb_register_sandbox(L);  /* budget, budget_resume, budget_install */
     export_methods(L, LSB_DB, "db_methods");
     export_methods(L, LSB_TX, "tx_methods");
     luaL_getmetatable(L, LSB_ERROR);

@@ -68,4 +68,10 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
 void lsb_register_await(lua_State *L);
 int lsb_bind(lua_State *L);
 
+/* lsb_util.c: time_ms, sha256 */
+void lsb_register_util(lua_State *L);
+
+/* lsb_sandbox.c: instruction and memory budgets for policies */
+void lsb_register_sandbox(lua_State *L);
+
 #endif
