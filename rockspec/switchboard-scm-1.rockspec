@@ -93,5 +93,6 @@ build = {
       },
       -- bindings/lua/switchboard/*.lua
       ["switchboard"] = "bindings/lua/switchboard/init.lua",
+      ["switchboard.sandbox"] = "bindings/lua/switchboard/sandbox.lua",
    },
 }

@@ -33,6 +33,12 @@ function sb.iserror(v)
   return getmetatable(v) == core.error_mt
 end
 
+-- The call-center layer (issue 3), loaded on first use:
+-- sb.migrate(db [, dir [, opts]]) (switchboard/migrate.lua) and
+-- sb.callcenter(db [, opts]) (switchboard/callcenter.lua).
+function sb.migrate(...) return require("switchboard.migrate").run(...) end
+function sb.callcenter(...) return require("switchboard.callcenter").new(...) end
+
 ------------------------------------------------------------------ open
 
 -- sb.open(url [, opts]) --> db | nil, err
@@ -194,6 +200,12 @@ local function resume(co, ...)
   else  -- a plain coroutine.yield() inside a task: run again next round
     ready[#ready + 1] = co
   end
+end
+
+-- sb._adopt(co): co (a coroutine the running task resumes itself, such as
+-- the sandbox's) waits for the database the way its task does.
+function sb._adopt(co)
+  if tasks[coroutine.running()] then tasks[co] = true end
 end
 
 -- sb.spawn(fn, ...) --> the task's thread; it starts at the next sb.run
