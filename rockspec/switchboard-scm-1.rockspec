@@ -93,6 +93,7 @@ build = {
       },
       -- bindings/lua/switchboard/*.lua
       ["switchboard"] = "bindings/lua/switchboard/init.lua",
+      ["switchboard.router"] = "bindings/lua/switchboard/router.lua",
       ["switchboard.sandbox"] = "bindings/lua/switchboard/sandbox.lua",
    },
 }

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* core.now() --> monotonic seconds (float) */
@@ -46,6 +48,22 @@ static int l_poll(lua_State *L)
     return 1;
 }
 
+/* core.stat(path) --> mtime_ns, size, inode | nil, message (hot reload) */
+static int l_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_pushinteger(L, (lua_Integer)st.st_ino);
+    return 3;
+}
+
 static void export_methods(lua_State *L, const char *mt, const char *field)
 {
     luaL_getmetatable(L, mt);
@@ -59,6 +77,7 @@ int luaopen_switchboard_core(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "open", lsb_open_db }, { "blob", lsb_blob }, { "error", lsb_new_error },
         { "_bind", lsb_bind },   { "now", l_now },     { "poll", l_poll },
+        { "stat", l_stat },
         { NULL, NULL }
     };
     luaL_newlib(L, funcs);

@@ -38,6 +38,8 @@ end
 -- sb.callcenter(db [, opts]) (switchboard/callcenter.lua).
 function sb.migrate(...) return require("switchboard.migrate").run(...) end
 function sb.callcenter(...) return require("switchboard.callcenter").new(...) end
+-- sb.router{...} (switchboard/router.lua, issue 4): policies with hot reload.
+function sb.router(...) return require("switchboard.router").new(...) end
 
 ------------------------------------------------------------------ open
 

@@ -1,0 +1,247 @@
+-- switchboard/router.lua - sb.router: runs a routing policy for each call,
+-- and swaps in new versions of the policy file while calls flow.
+--
+-- Owns: loading a version (compile in a fresh sandbox, run the chunk, check
+-- it returns a table with `route`, run init and self_test, all under the
+-- budget), the atomic swap and the "broken version" rule (the old version
+-- keeps serving; the broken file is not retried until it changes again),
+-- checking the file for changes (mtime, size, inode; at most once per
+-- check_interval), validating decisions, performing "assign" through
+-- cc:assign (asking the policy again after a conflict, a bounded number of
+-- times), the fallback decision for a policy that fails, and the counters
+-- of router:status().  The policy only ever sees a read-only ctx.
+
+local sb = require "switchboard"
+local core = require "switchboard.core"
+local sandbox = require "switchboard.sandbox"
+local callcenter = require "switchboard.callcenter"
+
+local type, pairs, ipairs, tostring, error, setmetatable, pcall =
+  type, pairs, ipairs, tostring, error, setmetatable, pcall
+local math, string, table, io = math, string, table, io
+
+local Router = {}
+Router.__index = Router
+
+local DEFAULT_BUDGET = { instructions = 1000000, memory = 8 * 1024 * 1024 }
+local ACTIONS = { assign = true, queue = true, overflow = true, reject = true }
+
+local function bad(name, msg) error("bad option '" .. name .. "' to 'router' (" .. msg .. ")", 3) end
+
+-- A deep copy of plain data (what a policy may return or be given).
+local function plain(v, depth)
+  if type(v) ~= "table" then return v end
+  if (depth or 0) > 8 then error("table nested too deeply", 0) end
+  local c = {}
+  for k, x in pairs(v) do
+    local tk, tx = type(k), type(x)
+    if (tk == "string" or tk == "number") and (tx == "string" or tx == "number" or tx == "boolean" or tx == "table") then
+      c[k] = plain(x, (depth or 0) + 1)
+    end
+  end
+  return c
+end
+
+-- What a decision must look like; --> decision | nil, why
+local function check_decision(d)
+  if type(d) ~= "table" then return nil, "route returned " .. type(d) .. ", not a decision table" end
+  local ok, copy = pcall(plain, d)
+  if not ok then return nil, "decision: " .. tostring(copy) end
+  local action = copy.action
+  if not ACTIONS[action] then return nil, "unknown action " .. tostring(action) end
+  if action == "assign" and copy.agent == nil then return nil, "assign without an agent" end
+  if action == "overflow" and type(copy.queue) ~= "string" then return nil, "overflow without a queue" end
+  if copy.queue ~= nil and type(copy.queue) ~= "string" then return nil, "queue must be a string" end
+  if copy.priority ~= nil and math.type(copy.priority) ~= "integer" then return nil, "priority must be an integer" end
+  return copy
+end
+
+-- The read-only view of the call center a policy gets, and its logger.
+local function make_ctx(self, state)
+  local cc = self.cc
+  local view = setmetatable({
+    available_agents = function(_, q) return cc:available_agents(plain(q)) end,
+    waiting = function(_, q) return cc:waiting(plain(q)) end,
+    stats = function(_, q) return cc:stats(plain(q)) end,
+  }, { __metatable = false, __newindex = function() error("ctx.cc is read-only", 2) end })
+  local log = self.log
+  return {
+    cc = view,
+    state = state,
+    log = function(...)
+      local parts = table.pack(...)
+      for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+      log(table.concat(parts, " ", 1, parts.n))
+    end,
+    now = core.time_ms,
+  }
+end
+
+local function signature(path)
+  local mtime, size, ino = core.stat(path)
+  if not mtime then return nil, size end
+  return mtime .. ":" .. size .. ":" .. ino
+end
+
+-- Build a version from the file's current text; --> version | nil, why
+local function load_version(self)
+  local sig, serr = signature(self.path)
+  if not sig then return nil, serr, nil end
+  local env = sandbox.environment()
+  local chunk, err, text = sandbox.loadfile(self.path, env)
+  if not chunk then return nil, err, sig end
+  local ok, policy = sandbox.run(self.budget, chunk)
+  if not ok then return nil, "loading: " .. tostring(policy), sig end
+  if type(policy) ~= "table" then return nil, "the file must return a table, not " .. type(policy), sig end
+  if type(policy.route) ~= "function" then return nil, "the policy has no route function", sig end
+  local name = policy.name
+  if name ~= nil and type(name) ~= "string" then return nil, "name must be a string", sig end
+  name = name or self.path:match("([^/]+)%.lua$") or self.path
+  local v = {
+    name = name,
+    version = type(policy.version) == "string" and policy.version or core.sha256(text):sub(1, 12),
+    route = policy.route,
+    signature = sig,
+    loaded_at = core.time_ms(),
+  }
+  self.states[name] = self.states[name] or {}
+  v.ctx = make_ctx(self, self.states[name])
+  for _, hook in ipairs { "init", "self_test" } do
+    local f = policy[hook]
+    if f ~= nil then
+      if type(f) ~= "function" then return nil, hook .. " must be a function", sig end
+      local hok, res, why = sandbox.run(self.budget, f, v.ctx)
+      if not hok then return nil, hook .. ": " .. tostring(res), sig end
+      if hook == "self_test" and res == false then
+        return nil, "self_test failed" .. (why and (": " .. tostring(why)) or ""), sig
+      end
+    end
+  end
+  return v, nil, sig
+end
+
+-- router:reload() --> true | nil, err
+function Router:reload()
+  local v, why, sig = load_version(self)
+  self.checked_sig = sig
+  if not v then
+    self.failures = self.failures + 1
+    self.last_error = why
+    self.log("policy " .. self.path .. " rejected: " .. tostring(why))
+    return nil, sb.error { class = "policy", message = tostring(why) }
+  end
+  self.active = v  -- the swap: routes already running keep their version
+  self.reloads = self.reloads + 1
+  self.last_error = nil
+  self.versions[v.name .. "@" .. v.version] = true
+  return true
+end
+
+local function maybe_reload(self)
+  if self.mode ~= "auto" then return end
+  local now = core.now()
+  if now - self.checked_at < self.check_interval then return end
+  self.checked_at = now
+  local sig = signature(self.path)
+  if sig and sig ~= self.checked_sig then self:reload() end
+end
+
+-- One run of the policy; --> decision | nil, why
+local function ask(self, v, call)
+  local ok, d = sandbox.run(self.budget, v.route, plain(call), v.ctx)
+  if not ok then return nil, d end
+  return check_decision(d)
+end
+
+local function fallback(self, v, why)
+  self.fallbacks = self.fallbacks + 1
+  self.last_error = why
+  self.log("policy " .. (v and v.name or "?") .. " failed, fallback used: " .. tostring(why))
+  local d = plain(self.fallback)
+  d.fallback = true
+  d.reason = d.reason or why
+  if v then d.policy, d.policy_version = v.name, v.version end
+  return d
+end
+
+-- router:route(call) --> decision | nil, err
+-- call: { id (the waiting call's session id), queue, caller, skills, priority, waited_ms }
+function Router:route(call)
+  if type(call) ~= "table" then error("bad argument #1 to 'route' (table expected, got " .. type(call) .. ")", 2) end
+  if call.id == nil then error("bad argument #1 to 'route' (call.id missing)", 2) end
+  maybe_reload(self)
+  local v = self.active
+  self.routed = self.routed + 1
+  for attempt = 1, self.max_attempts do
+    local d, why = ask(self, v, call)
+    if not d then return fallback(self, v, why) end
+    d.policy, d.policy_version = v.name, v.version
+    if d.action ~= "assign" then return d end
+    local a, err = self.cc:assign(call.id, d.agent, { policy = v.name, policy_version = v.version })
+    if a then
+      d.assignment = a
+      return d
+    end
+    if err.class ~= "conflict" then return nil, err end
+    self.conflicts = self.conflicts + 1
+    if attempt == self.max_attempts then
+      return fallback(self, v, "no assignment after " .. attempt .. " conflicts")
+    end
+  end
+end
+
+-- router:status() --> a snapshot table
+function Router:status()
+  local v = self.active
+  local versions = {}
+  for k in pairs(self.versions) do versions[#versions + 1] = k end
+  table.sort(versions)
+  return {
+    name = v.name, version = v.version, loaded_at = v.loaded_at, path = self.path,
+    reloads = self.reloads, failures = self.failures, last_error = self.last_error,
+    routed = self.routed, fallbacks = self.fallbacks, conflicts = self.conflicts,
+    versions = versions,
+  }
+end
+
+local function default_log(msg) io.stderr:write("switchboard.router: ", msg, "\n") end
+
+-- sb.router{ db=, policy=PATH, reload="auto"|"manual", check_interval=1.0,
+--            budget={instructions=, memory=}, fallback={action="queue"},
+--            max_attempts=3, log=function(msg) } --> router | nil, err
+local function new(opts)
+  if type(opts) ~= "table" then error("bad argument #1 to 'router' (table expected, got " .. type(opts) .. ")", 2) end
+  if opts.db == nil and opts.cc == nil then bad("db", "a database is required") end
+  if type(opts.policy) ~= "string" then bad("policy", "a file path is required") end
+  local reload = opts.reload or "auto"
+  if reload ~= "auto" and reload ~= "manual" then bad("reload", "\"auto\" or \"manual\" expected") end
+  local budget = opts.budget or DEFAULT_BUDGET
+  if type(budget) ~= "table" then bad("budget", "table expected") end
+  local limits = {
+    instructions = math.tointeger(budget.instructions or DEFAULT_BUDGET.instructions),
+    memory = math.tointeger(budget.memory or DEFAULT_BUDGET.memory),
+  }
+  if not limits.instructions or limits.instructions <= 0 then bad("budget", "instructions must be a positive integer") end
+  if not limits.memory or limits.memory <= 0 then bad("budget", "memory must be a positive integer") end
+  local fb = opts.fallback or { action = "queue" }
+  if not check_decision(fb) or fb.action == "assign" then bad("fallback", "a queue, overflow or reject decision expected") end
+  local self = setmetatable({
+    cc = opts.cc or callcenter.new(opts.db),
+    path = opts.policy,
+    mode = reload,
+    check_interval = opts.check_interval or 1.0,
+    budget = limits,
+    fallback = fb,
+    max_attempts = opts.max_attempts or 3,
+    log = opts.log or default_log,
+    states = {}, versions = {},
+    reloads = 0, failures = 0, routed = 0, fallbacks = 0, conflicts = 0,
+    checked_at = core.now(),
+  }, Router)
+  local ok, err = self:reload()
+  if not ok then return nil, err end
+  self.reloads = 0
+  return self
+end
+
+return { new = new }
