@@ -25,6 +25,15 @@
 #   make install       module into LUA_LIBDIR/LUA_SHAREDIR, lib + header too
 #   make demo          install what is missing, build, run the call-flow demo
 #                      on embedded SQLite (the README's first command)
+#   make bench         install what is missing (peers included), build, start a
+#                      throwaway PostgreSQL, run the benchmark of issue #5
+#                      (bench/README.md); BENCH_QUICK=1 for a smoke run
+#   make bench-bin     the raw C baselines only (build/bench/raw_*)
+#   make bench-run     the benchmark alone (SQLite; PostgreSQL too when
+#                      SB_TEST_PG_URL is set), against build/
+#   make migrations-data   regenerate bindings/lua/switchboard/migrations_data.lua
+#                      from migrations/*.sql (`make` does it when they changed)
+#   make migrations-check  fail if that file is out of date
 #   make clean
 #
 # Knobs: CC, CFLAGS (appended last), LDFLAGS, USE_WERROR (1), OPTIMIZATION
@@ -87,7 +96,22 @@ MODULE := $(BUILD)/lua/switchboard/core.so
 
 # ------------------------------------------------------------------ build
 
-all: $(LIB) $(MODULE)
+all: $(LIB) $(MODULE) $(MIGRATIONS_DATA)
+
+# The call-center migrations ship inside the module: migrations/*.sql are
+# embedded in switchboard/migrations_data.lua (committed; regenerated here
+# when a .sql changes; spec/migrate_spec.lua fails if it is stale).
+MIGRATIONS_SQL  := $(sort $(wildcard migrations/*.sql))
+MIGRATIONS_DATA := bindings/lua/switchboard/migrations_data.lua
+
+$(MIGRATIONS_DATA): $(MIGRATIONS_SQL) bindings/lua/switchboard/migrate.lua scripts/gen-migrations-data
+	$(LUA) scripts/gen-migrations-data
+
+migrations-data:
+	$(LUA) scripts/gen-migrations-data
+
+migrations-check:
+	$(LUA) scripts/gen-migrations-data --check
 
 $(BUILD)/core/%.o: core/%.c
 	@mkdir -p $(@D)
@@ -277,7 +301,10 @@ rockspec-test:
 	        package.cpath='$$tree/lib/lua/$(LUA_VERSION)/?.so' \
 	        local sb = require 'switchboard' \
 	        assert(package.searchpath('switchboard.core', package.cpath), 'core.so not in the tree') \
-	        print('rockspec-test: switchboard ' .. tostring(sb.version) .. ' loads from a luarocks tree')") || rc=1; \
+	        local db = assert(sb.open('sqlite::memory:')) \
+	        local r = assert(sb.migrate(db)) assert(r.applied[1].version == 1, 'no migration applied') \
+	        assert(sb.callcenter(db):add_agent{ id = 'a1', name = 'A' }) \
+	        print('rockspec-test: switchboard ' .. tostring(sb.version) .. ' loads from a luarocks tree, migrates and routes')") || rc=1; \
 	fi; \
 	rm -rf "$$tmp"; \
 	if [ $$rc -eq 0 ]; then echo "1 0 0" > $(RESULTS)/rockspec-test; else echo "0 1 0" > $(RESULTS)/rockspec-test; fi; \
@@ -292,11 +319,12 @@ install: all
 	$(if $(LUA_MODS),install -m 644 $(LUA_MODS) $(DESTDIR)$(LUA_SHAREDIR)/switchboard/)
 	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libswitchboard.a
 	install -m 644 core/sb.h $(DESTDIR)$(INCLUDEDIR)/switchboard/sb.h
-	@# TODO(migrations): once migrations/*.sql are used at run time, install
-	@# them too (or embed them in the module; see the rockspec's TODO).
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 scripts/switchboard-migrate $(DESTDIR)$(PREFIX)/bin/switchboard-migrate
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/switchboard/core.so $(DESTDIR)$(LIBDIR)/libswitchboard.a \
+	    $(DESTDIR)$(PREFIX)/bin/switchboard-migrate \
 	    $(DESTDIR)$(INCLUDEDIR)/switchboard/sb.h
 	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/switchboard/,$(notdir $(LUA_MODS)))
 	-rmdir $(DESTDIR)$(LUA_LIBDIR)/switchboard $(DESTDIR)$(LUA_SHAREDIR)/switchboard \
@@ -310,10 +338,40 @@ install-test: all
 	    (cd /tmp && $(LUA) -e "package.path='$$d$(LUA_SHAREDIR)/?.lua;$$d$(LUA_SHAREDIR)/?/init.lua' \
 	        package.cpath='$$d$(LUA_LIBDIR)/?.so' \
 	        local sb = require 'switchboard' \
-	        print('install-test: switchboard ' .. tostring(sb.version) .. ' loads from make install')") || rc=1; \
+	        local db = assert(sb.open('sqlite::memory:')) \
+	        local r = assert(sb.migrate(db)) assert(r.applied[1].version == 1, 'no migration applied') \
+	        assert(sb.callcenter(db):add_agent{ id = 'a1', name = 'A' }) \
+	        print('install-test: switchboard ' .. tostring(sb.version) .. ' loads from make install, migrates and routes')") || rc=1; \
+	    (cd /tmp && LUA_PATH="$$d$(LUA_SHAREDIR)/?.lua;$$d$(LUA_SHAREDIR)/?/init.lua" LUA_CPATH="$$d$(LUA_LIBDIR)/?.so" \
+	        $$d/usr/local/bin/switchboard-migrate "sqlite:$$d/cc.db" up >/dev/null && \
+	        LUA_PATH="$$d$(LUA_SHAREDIR)/?.lua;$$d$(LUA_SHAREDIR)/?/init.lua" LUA_CPATH="$$d$(LUA_LIBDIR)/?.so" \
+	        $$d/usr/local/bin/switchboard-migrate "sqlite:$$d/cc.db" check) || rc=1; \
 	fi; rm -rf "$$d"; \
 	if [ $$rc -eq 0 ]; then echo "1 0 0" > $(RESULTS)/install-test; else echo "0 1 0" > $(RESULTS)/install-test; fi; \
 	exit $$rc
+
+# ------------------------------------------------------------------ bench
+#
+# Issue #5's benchmark (bench/README.md).  The raw C baselines link libsqlite3
+# and libpq directly; bench/run.lua drives every cell as a child process.
+
+BENCH_BIN := $(BUILD)/bench/raw_sqlite $(BUILD)/bench/raw_pg
+BENCH_ENV  = LUA_PATH='bindings/lua/?.lua;bindings/lua/?/init.lua;bench/?.lua;;' \
+             LUA_CPATH='$(BUILD)/lua/?.so;;' BENCH_BUILD='$(BUILD)' BENCH_LUA='$(LUA)'
+
+$(BUILD)/bench/raw_%: bench/raw_%.c bench/raw_common.c bench/raw_common.h
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $< bench/raw_common.c $(REAL_LDFLAGS) $(LIBS) -lm
+
+bench-bin: $(BENCH_BIN)
+
+bench:
+	scripts/sb-deps
+	$(MAKE) -j$(NPROC) all bench-bin
+	scripts/pg-test-env run -- $(MAKE) --no-print-directory bench-run
+
+bench-run: all bench-bin
+	$(BENCH_ENV) $(LUA) bench/run.lua
 
 # ------------------------------------------------------------------- misc
 
@@ -329,4 +387,5 @@ clean:
 	rm -f switchboard/core.so; [ ! -d switchboard ] || rmdir switchboard 2>/dev/null || true
 
 .PHONY: all ctests check-c specs asan asan-run valgrind valgrind-run test test-stages \
-        rockspec-check rockspec-lists rockspec-test install uninstall install-test demo clean
+        rockspec-check rockspec-lists rockspec-test install uninstall install-test demo clean \
+        migrations-data migrations-check

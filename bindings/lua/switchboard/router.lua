@@ -177,7 +177,7 @@ function Router:route(call)
     if not d then return fallback(self, v, why) end
     d.policy, d.policy_version = v.name, v.version
     if d.action ~= "assign" then return d end
-    local a, err = self.cc:assign(call.id, d.agent, { policy = v.name, policy_version = v.version })
+    local a, err = self.cc:assign(call.id, d.agent, { policy_name = v.name, policy_version = v.version })
     if a then
       d.assignment = a
       return d
