@@ -19,9 +19,13 @@
 #define LSB_ERROR "switchboard.error"
 #define LSB_BLOB "switchboard.blob"
 
-/* A database handle.  User value 1: the NULL sentinel (nil = use nil). */
+/* User value 1 of a db: the NULL sentinel (nil = use nil). */
+/* A database handle, or a view of one (db:with): a view shares its root's
+** connection (user value 2 is the root) and never closes it. */
 typedef struct lsb_db {
-    sb_conn *conn;  /* NULL once closed */
+    sb_conn *conn;  /* NULL once closed (for a view: once it or its root is) */
+    int timeout_ms; /* per-request timeout, 0 = none */
+    int view;
     sb_req *held;   /* the blocking call's request while its results are
                        pushed (lsb_await.c); freed by close if a memory
                        error left it there */

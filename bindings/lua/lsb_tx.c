@@ -47,7 +47,7 @@ static int tx_call(lua_State *L, lsb_kind kind)
     lua_getiuservalue(L, 1, 1);
     int dbidx = lua_gettop(L);
     lsb_db *db = lsb_checkdb(L, dbidx);
-    sb_query q = { sql, len, params, n, tx->session, 0, 0 };
+    sb_query q = { sql, len, params, n, tx->session, db->timeout_ms, 0 };
     return lsb_run(L, dbidx, db, &q, kind, tx);
 }
 
