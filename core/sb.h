@@ -188,6 +188,11 @@ const char *sb_conn_url(const sb_conn *c);
 #define SB_Q_INLINE 0x1u  /* the caller will block anyway: a backend may run
                              the statement on the caller's thread right now
                              when its connection is idle (no hand-off) */
+#define SB_Q_INLINE_WRITE 0x2u /* the caller must not block, but a write may
+                             run on the caller's thread when SQLite's writer
+                             is idle (writes serialize there anyway); it
+                             never waits for a file lock inline: when the
+                             database is locked it goes to the worker */
 
 /* What to run: the arguments of sb_conn_submit. */
 typedef struct sb_query {

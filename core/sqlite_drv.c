@@ -33,7 +33,9 @@
 **   - SB_Q_INLINE without a deadline: if the chosen connection is idle the
 **     statement runs right here on the caller's thread (see
 **     sb_sqlite_pool_claim): no hand-off, no eventfd write, no malloc beyond
-**     the result.
+**     the result.  SB_Q_INLINE_WRITE does the same for the writer only
+**     (a yielding caller's writes and transactions), without ever waiting
+**     for a file lock on this thread: SQLITE_BUSY sends it to the worker.
 */
 #include "sqlite_int.h"
 
@@ -43,6 +45,8 @@
 #define MAX_CACHE 65536
 #define RO_CAP 1024      /* SQL texts remembered by d->ro */
 #define SPARE_JOBS 64    /* free jobs kept for reuse */
+
+enum { INLINE_BLOCK = 1, INLINE_NOWAIT = 2 };  /* how a request may run inline */
 
 /* ============================================================= LRU map */
 
@@ -531,15 +535,24 @@ static void dispatch(sb_sqlite *d, sb_sqlite_pool *p, sb_req *r, uint64_t hash, 
 /* Run r on the claimed slot s right now, on this (the owner's) thread.
 ** known: d->ro already knows r's SQL (nothing to learn).
 ** Returns SB_SQLITE_BOUNCED (r untouched) or SB_SQLITE_RAN (r finished). */
+/* Run r on the claimed slot s, on this thread.  nowait (SB_Q_INLINE_WRITE):
+** a locked database is not waited for here: SB_SQLITE_LOCKED, r untouched
+** (SQLITE_BUSY means the statement did not run), for a worker to retry. */
 static int run_inline(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe,
-                      int known)
+                      int known, int nowait)
 {
     sb_result *res = NULL;
     sb_error *err = NULL;
     int ro;
+    s->nowait = nowait;
     int out = exec(s, r, hash, probe, &res, &err, &ro);
+    s->nowait = 0;
     sb_sqlite_slot_release(s);
     if (!known) learn(d, r, hash, ro, s);
+    if (out == SB_SQLITE_RAN && nowait && err && sb_error_class(err) == SB_E_BUSY) {
+        sb_error_free(err);
+        return SB_SQLITE_LOCKED;
+    }
     if (out == SB_SQLITE_RAN) done(d, NULL, r, res, err);
     return out;
 }
@@ -574,8 +587,8 @@ static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, 
         r->session->drv = &d->slots[0];
     }
     if (inl && !j && (w = sb_sqlite_pool_claim(&d->wpool))) {
-        (void)run_inline(d, w, r, hash, 0, known);
-        return;
+        if (run_inline(d, w, r, hash, 0, known, inl == INLINE_NOWAIT) != SB_SQLITE_LOCKED) return;
+        j = NULL;  /* locked: a worker waits for it */
     }
     dispatch(d, &d->wpool, r, hash, 0, j);
 }
@@ -597,11 +610,31 @@ static void drain(sb_sqlite *d)
 
 /* ============================================================== vtable */
 
+/* SQLite stores a NaN double as NULL: refuse it rather than change the
+** value silently (found by the fault suite's parameter fuzzing).  Returns
+** the 1-based index of the first NaN parameter, or 0. */
+static int nan_param(const sb_req *r)
+{
+    for (int i = 0; i < r->nparams; i++)
+        if (r->params[i].type == SB_FLOAT && r->params[i].u.f != r->params[i].u.f) return i + 1;
+    return 0;
+}
+
 static void drv_submit(sb_conn *c, sb_req *r)
 {
     sb_sqlite *d = c->drvdata;
+    int nan = nan_param(r);
+    if (nan) {
+        sb__req_finish(r, NULL, sb__error_fmt(SB_E_MISUSE, "22023", "sqlite",
+                                              "parameter $%d is NaN, which SQLite cannot store "
+                                              "(it would become NULL)", nan));
+        sb__req_unref(r);
+        return;
+    }
     uint64_t hash = r->sql_hash;  /* computed once by the core (sql.c) */
-    int inl = (r->flags & SB_Q_INLINE) && !r->deadline;  /* a deadline needs a worker */
+    /* a deadline needs a worker; SB_Q_INLINE_WRITE only concerns the writer */
+    int inl = r->deadline ? 0 : (r->flags & SB_Q_INLINE) ? INLINE_BLOCK : 0;
+    int inl_writer = inl ? inl : (r->flags & SB_Q_INLINE_WRITE) && !r->deadline ? INLINE_NOWAIT : 0;
 
     int known = 0;
     if (d->rpool.nslots && !r->session) {
@@ -614,12 +647,12 @@ static void drv_submit(sb_conn *c, sb_req *r)
                 dispatch(d, &d->rpool, r, hash, probe, NULL);
                 return;
             }
-            if (run_inline(d, s, r, hash, probe, known) == SB_SQLITE_RAN) return;
+            if (run_inline(d, s, r, hash, probe, known, 0) == SB_SQLITE_RAN) return;
             known = 0;
             /* bounced: a write, on to the writer */
         }
     }
-    to_writer(d, r, hash, NULL, inl, known);
+    to_writer(d, r, hash, NULL, inl_writer, known);
 }
 
 /* One job came back from a worker (owner thread). */

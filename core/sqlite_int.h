@@ -61,7 +61,7 @@ enum {
 };
 
 /* Outcome of running a job. */
-enum { SB_SQLITE_RAN = 0, SB_SQLITE_BOUNCED = 1 };
+enum { SB_SQLITE_RAN = 0, SB_SQLITE_BOUNCED = 1, SB_SQLITE_LOCKED = 2 };
 
 struct sb_sqlite_pool;
 struct sb_sqlite_slot;
@@ -97,6 +97,7 @@ typedef struct sb_sqlite_slot {
     /* runner only */
     sb_sqlite_lru cache;
     int busy_ms;
+    int nowait;           /* SB_Q_INLINE_WRITE run: give up on locks at once */
     /* any thread: "stop waiting for locks" (cancel, close) */
     atomic_int intr;
     /* owner only: how the inline runner claimed h (0 not, 1 lock-free, 2 busy) */

@@ -49,7 +49,7 @@ int sb_sqlite_busy(void *arg, int count)
     static const int delays[] = { 1, 2, 5, 10, 15, 20, 25 };
     enum { NDELAY = sizeof delays / sizeof *delays };
     sb_sqlite_slot *s = arg;
-    if (atomic_load(&s->intr)) return 0;
+    if (s->nowait || atomic_load(&s->intr)) return 0;
     int prior = 0, delay;
     if (count < NDELAY) {
         delay = delays[count];

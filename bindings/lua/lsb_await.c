@@ -164,7 +164,8 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     lua_pushvalue(L, dbidx);
     lua_setiuservalue(L, -2, 1);
     int aidx = lua_gettop(L);
-    if (mode == MODE_BLOCK) q->flags |= SB_Q_INLINE;
+    /* a yielding caller still lets a write run here when the writer is idle */
+    q->flags |= mode == MODE_BLOCK ? SB_Q_INLINE : SB_Q_INLINE_WRITE;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
     if (mode == MODE_TASK) sb_req_set_tag(p->req, (uintptr_t)p->req);
