@@ -113,7 +113,7 @@ int sb_conn_step(sb_conn *c)
 {
     if (c->closed || c->in_step) return SB_ERR;
     c->in_step = 1;
-    c->finished_untagged = 0;
+    c->wake_waiters = 0;
     sb__wake_drain(c);
     c->drv->step(c);
     if (c->timed) {
@@ -127,8 +127,8 @@ int sb_conn_step(sb_conn *c)
     }
     sb__wake_arm(c, next_deadline(c));
     c->in_step = 0;
-    /* others (a cqueues poller, say) may be waiting for what finished */
-    if (c->finished_untagged) sb__wake_signal(c);
+    /* a poller (under cqueues, say) may be waiting for what finished */
+    if (c->wake_waiters) sb__wake_signal(c);
     return SB_OK;
 }
 

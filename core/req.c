@@ -146,8 +146,8 @@ void sb__req_finish(sb_req *r, sb_result *res, sb_error *err)
         else c->reap_head = r;
         c->reap_tail = r;
         r->on_reap = 1;
-    } else if (c->in_step) {
-        c->finished_untagged = 1;
+    } else if (c->in_step && (r->flags & SB_Q_WAKE)) {
+        c->wake_waiters = 1;
     }
 }
 

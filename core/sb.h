@@ -140,7 +140,8 @@ void sb_conn_close(sb_conn *c);
 ** sb_conn_fd: the one pollable fd of this database.  It is the same for the
 ** connection's whole life, level-triggered, and readable whenever
 ** sb_conn_step has work to do (I/O ready, a worker finished, a deadline
-** passed, or a step finished requests that other waiters may look for).
+** passed, or a step finished an SB_Q_WAKE request that its waiter has not
+** seen yet).
 */
 int sb_conn_fd(const sb_conn *c);
 
@@ -188,6 +189,10 @@ const char *sb_conn_url(const sb_conn *c);
 #define SB_Q_INLINE 0x1u  /* the caller will block anyway: a backend may run
                              the statement on the caller's thread right now
                              when its connection is idle (no hand-off) */
+#define SB_Q_WAKE 0x4u   /* the caller waits by polling sb_conn_fd (under a
+                             foreign loop, say): when this request finishes
+                             inside someone else's sb_conn_step, the fd is
+                             made readable again so the caller wakes up */
 #define SB_Q_INLINE_WRITE 0x2u /* the caller must not block, but a write may
                              run on the caller's thread when SQLite's writer
                              is idle (writes serialize there anyway); it

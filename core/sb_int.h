@@ -73,7 +73,7 @@ struct sb_conn {
     int refs;            /* the user + every live request and session */
     int closed;
     int in_step;
-    int finished_untagged;  /* an untagged request finished during step */
+    int wake_waiters;    /* an SB_Q_WAKE request finished during step */
     sb_req *reap_head, *reap_tail;  /* finished tagged requests */
     sb_req *timed;       /* pending requests with a deadline */
     struct sb_sqlmemo *sqlmemo;  /* sql.c: scanned statements */

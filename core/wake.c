@@ -65,11 +65,14 @@ void sb__wake_signal(sb_conn *c)
     while (n < 0 && errno == EINTR);
 }
 
+/* Reading the eventfd is unconditional: a flag saying "written" could go
+** stale between another thread's write and this read, losing a wake-up.
+** The timerfd is read only once its time has come. */
 void sb__wake_drain(sb_conn *c)
 {
     uint64_t v;
     while (read(c->evfd, &v, sizeof v) < 0 && errno == EINTR) {}
-    if (c->timer_at) {
+    if (c->timer_at && c->timer_at <= sb__now_ms()) {
         while (read(c->timerfd, &v, sizeof v) < 0 && errno == EINTR) {}
     }
 }

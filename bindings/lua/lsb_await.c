@@ -166,6 +166,7 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     int aidx = lua_gettop(L);
     /* a yielding caller still lets a write run here when the writer is idle */
     q->flags |= mode == MODE_BLOCK ? SB_Q_INLINE : SB_Q_INLINE_WRITE;
+    if (mode == MODE_POLLER) q->flags |= SB_Q_WAKE;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
     if (mode == MODE_TASK) sb_req_set_tag(p->req, (uintptr_t)p->req);
