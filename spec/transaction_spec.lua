@@ -2,6 +2,7 @@
 -- (issue 2, "The Lua API"): commit, rollback, results, pinning to one
 -- connection, retries of retryable failures, misuse after the end.
 local helpers = require "helpers"
+local sb = require "switchboard"
 
 local function count(db, t, where, ...)
   local row, err = db:first("SELECT count(*) AS n FROM " .. t .. (where and (" WHERE " .. where) or ""), ...)
@@ -337,10 +338,14 @@ helpers.pg_only(function(backend)
       db:exec("INSERT INTO " .. t .. " (id, v) VALUES (1, 0)")
       local calls_a, calls_b = 0, 0
       local ra, rb, ea, eb
+      local a_has_read = false
       local function incr(tx, pause)
         assert(tx:exec("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"))
         local v = assert(tx:first("SELECT v FROM " .. t .. " WHERE id = 1")).v
-        if pause then assert(tx:first("SELECT pg_sleep(0.3) AS s")) end
+        if pause then
+          a_has_read = true  -- B commits only after A's snapshot: a real conflict
+          assert(tx:first("SELECT pg_sleep(0.3) AS s"))
+        end
         assert(tx:exec("UPDATE " .. t .. " SET v = $1 WHERE id = 1", v + 1))
         return v + 1
       end
@@ -349,6 +354,7 @@ helpers.pg_only(function(backend)
           ra, ea = db:transaction(function(tx) calls_a = calls_a + 1; return incr(tx, calls_a == 1) end)
         end,
         function()
+          while not a_has_read do sb.sleep(0.005) end
           rb, eb = db:transaction(function(tx) calls_b = calls_b + 1; return incr(tx, false) end)
         end)
       assert.is_nil(ea); assert.is_nil(eb)

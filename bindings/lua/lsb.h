@@ -69,6 +69,9 @@ void lsb_register_error(lua_State *L);
 ** When tx is not NULL a failure marks it failed.  Must be a tail call:
 ** `return lsb_run(...)`. */
 int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb_tx *tx);
+/* db/tx:exec/query/first: SQL at 2, parameters after it (up to the top as it
+** was on entry; a tx call pushed its db just above them, at dbidx). */
+int lsb_call(lua_State *L, int dbidx, lsb_db *db, lsb_tx *tx, lsb_kind kind);
 void lsb_register_await(lua_State *L);
 int lsb_bind(lua_State *L);
 

@@ -173,6 +173,22 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     return await(L, aidx, kind);
 }
 
+/* The statement methods of db and tx: SQL at 2, parameters from 3 to the
+** top as it was on entry; tx (at 1) pins them to its session. */
+int lsb_call(lua_State *L, int dbidx, lsb_db *db, lsb_tx *tx, lsb_kind kind)
+{
+    int top = tx ? dbidx - 1 : lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TSTRING);
+    size_t len;
+    const char *sql = lua_tolstring(L, 2, &len);
+    int n = top - 2;
+    sb_value stackbuf[16];
+    sb_value *params = n <= 16 ? stackbuf : lua_newuserdatauv(L, (size_t)n * sizeof(sb_value), 0);
+    lsb_toparams(L, 3, top, params);
+    sb_query q = { sql, len, params, n, tx ? tx->session : NULL, db->timeout_ms, 0 };
+    return lsb_run(L, dbidx, db, &q, kind, tx);
+}
+
 /* core._bind(module, tasks): where the poller and the task set live. */
 int lsb_bind(lua_State *L)
 {

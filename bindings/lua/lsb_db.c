@@ -157,16 +157,7 @@ static int db_with(lua_State *L)
 /* db:exec/query/first(sql, ...) on the db at 1 */
 static int db_call(lua_State *L, lsb_kind kind)
 {
-    lsb_db *db = lsb_checkdb(L, 1);
-    luaL_checktype(L, 2, LUA_TSTRING);
-    size_t len;
-    const char *sql = lua_tolstring(L, 2, &len);
-    int n = lua_gettop(L) - 2;
-    sb_value stackbuf[16];
-    sb_value *params = n <= 16 ? stackbuf : lua_newuserdatauv(L, (size_t)n * sizeof(sb_value), 0);
-    lsb_toparams(L, 3, 2 + n, params);
-    sb_query q = { sql, len, params, n, NULL, db->timeout_ms, 0 };
-    return lsb_run(L, 1, db, &q, kind, NULL);
+    return lsb_call(L, 1, lsb_checkdb(L, 1), NULL, kind);
 }
 
 static int db_exec(lua_State *L) { return db_call(L, LSB_EXEC); }

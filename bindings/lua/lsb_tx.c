@@ -37,18 +37,9 @@ int lsb_db_session(lua_State *L)
 static int tx_call(lua_State *L, lsb_kind kind)
 {
     lsb_tx *tx = checktx(L);
-    luaL_checktype(L, 2, LUA_TSTRING);
-    size_t len;
-    const char *sql = lua_tolstring(L, 2, &len);
-    int n = lua_gettop(L) - 2;
-    sb_value stackbuf[16];
-    sb_value *params = n <= 16 ? stackbuf : lua_newuserdatauv(L, (size_t)n * sizeof(sb_value), 0);
-    lsb_toparams(L, 3, 2 + n, params);
     lua_getiuservalue(L, 1, 1);
     int dbidx = lua_gettop(L);
-    lsb_db *db = lsb_checkdb(L, dbidx);
-    sb_query q = { sql, len, params, n, tx->session, db->timeout_ms, 0 };
-    return lsb_run(L, dbidx, db, &q, kind, tx);
+    return lsb_call(L, dbidx, lsb_checkdb(L, dbidx), tx, kind);
 }
 
 static int tx_exec(lua_State *L) { return tx_call(L, LSB_EXEC); }
