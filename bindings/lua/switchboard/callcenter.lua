@@ -189,7 +189,10 @@ local function build_sql(backend)
 
   local agent_cols = "a.id, a.name, a.status, a.status_reason, a.status_since, a.available_since,"
     .. " a.current_calls, a.max_calls, a.wrapup_seconds"
-  local avail = "SELECT " .. agent_cols .. " FROM agents a WHERE " .. can_take("a", "$1")
+  -- skill_level: the agent's levels in the skills asked, summed (0 if none asked)
+  local skill_level = "(SELECT COALESCE(SUM(s.level), 0) FROM agent_skills s JOIN " .. EACH[backend]:format("$2")
+    .. " r ON s.skill = r.key WHERE s.agent_id = a.id) AS skill_level"
+  local avail = "SELECT " .. agent_cols .. ", " .. skill_level .. " FROM agents a WHERE " .. can_take("a", "$1")
   local avail_tail = " AND " .. skills_met(backend, "a.id", "$2") .. " ORDER BY a.current_calls, a.available_since, a.id LIMIT $3"
   S.available = avail .. avail_tail
   S.available_queue = avail .. " AND EXISTS (SELECT 1 FROM agent_queues q WHERE q.agent_id = a.id AND q.queue = $4)" .. avail_tail
@@ -427,7 +430,8 @@ end
 
 -- cc:available_agents{ queue=, skills=, limit= } --> array of agent rows
 -- (AVAILABLE, not in wrap-up, capacity left, in `queue`, skills met), fewest
--- calls first, then longest idle | nil, err
+-- calls first, then longest idle | nil, err.  Each row also has
+-- skill_level: the agent's levels in the skills asked, summed.
 local AVAILABLE = { queue = true, skills = true, limit = true }
 function CC:available_agents(t)
   t = t or {}
