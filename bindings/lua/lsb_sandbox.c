@@ -11,26 +11,46 @@
 **     again, so any handler that catches the error dies on its next step;
 **   - memory: the state's allocator is wrapped once (core.budget_install),
 **     and while a budget is current every allocation's growth counts
-**     against it (frees give it back); past the limit, growth fails and Lua
-**     raises "not enough memory" inside the policy.
+**     against it (frees give it back, but never below zero: freeing the
+**     host's garbage in a collection step must not lend the policy
+**     memory); past the limit, growth fails and Lua raises "not enough
+**     memory" inside the policy, and the budget is spent for good;
+**   - work done inside C functions (string.rep, table.concat, ...) is not
+**     seen by the count hook, so every byte allocated under a budget also
+**     costs 1/ALLOC_COST instructions, and an allocation that would go
+**     past the limit fails at once: a loop of cheap-looking calls that
+**     churn megabytes ends as an instruction overrun;
+**   - call depth: each time the hook fires it also checks that the running
+**     coroutine is less than MAX_DEPTH Lua calls deep.  Lua's own error
+**     path walks the whole call stack (luaD_shrinkstack after each failed
+**     pcall), so `local function f() pcall(f) f() end` would otherwise cost
+**     time quadratic in a depth only the memory budget bounds, in C where
+**     the count hook cannot see it.
+** A budget that ran out remembers where ("file:line:") for the message.
 ** The current budget lives in the allocator's userdata, which is per
 ** lua_State (not per C process), so several Lua states in one host (say
 ** FreeSWITCH's threads) never see each other's budgets.
 */
 #include "lsb.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LSB_BUDGET "switchboard.budget"
+#define LSB_STR_(x) #x
+#define LSB_STR(x) LSB_STR_(x)
 #define HOOK_EVERY 1000
+#define ALLOC_COST 16   /* bytes allocated per instruction charged */
+#define MAX_DEPTH 200   /* Lua call levels a policy's coroutine may nest */
 
-enum { ALIVE, KILLED_INSTRUCTIONS, KILLED_MEMORY };
+enum { ALIVE, KILLED_INSTRUCTIONS, KILLED_MEMORY, KILLED_DEPTH };
 
 typedef struct budget {
     lua_Integer instr_limit, instr_used;
     lua_Integer mem_limit, mem_used;  /* bytes */
     int killed;
+    char where[96];  /* "file:line:" of the first kill, or "" */
 } budget;
 
 /* The allocator wrapper's state: one per lua_State, in a userdata that is
@@ -39,7 +59,21 @@ typedef struct wrap {
     lua_Alloc orig;
     void *orig_ud;
     budget *current;  /* the budget of the code running now, or NULL */
+    lua_State *running;  /* the coroutine budget_resume runs now, or NULL */
 } wrap;
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+/* A budget ran out inside the allocator: from the next instruction on,
+** every one raises (as lua.c's SIGINT handler does, lua_sethook is safe
+** at any moment), so a pcall around the allocation does not buy another
+** emergency collection per failed allocation. */
+static void *kill_in_alloc(wrap *w, budget *b, int why)
+{
+    if (!b->killed) b->killed = why;
+    if (w->running) lua_sethook(w->running, hook, LUA_MASKCOUNT, 1);
+    return NULL;  /* Lua raises "not enough memory" */
+}
 
 static char WRAP_KEY;
 
@@ -50,12 +84,18 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     if (b) {
         lua_Integer old = ptr ? (lua_Integer)osize : 0;
         lua_Integer grow = (lua_Integer)nsize - old;
-        if (grow > 0 && b->mem_used + grow > b->mem_limit) {
-            if (!b->killed) b->killed = KILLED_MEMORY;
-            return NULL;  /* Lua raises "not enough memory" */
-        }
+        if (grow > 0 && b->mem_used + grow > b->mem_limit) return kill_in_alloc(w, b, KILLED_MEMORY);
+        /* an allocation that would spend the instruction budget stops it
+        ** now rather than at the hook's next turn (a C function may do a
+        ** lot of work per instruction) */
+        if (grow > 0 && b->instr_used + grow / ALLOC_COST > b->instr_limit)
+            return kill_in_alloc(w, b, KILLED_INSTRUCTIONS);
         void *p = w->orig(w->orig_ud, ptr, osize, nsize);
-        if (p || nsize == 0) b->mem_used += grow;
+        if (p || nsize == 0) {
+            b->mem_used += grow;
+            if (b->mem_used < 0) b->mem_used = 0;
+            if (grow > 0) b->instr_used += grow / ALLOC_COST;
+        }
         return p;
     }
     return w->orig(w->orig_ud, ptr, osize, nsize);
@@ -82,6 +122,7 @@ static int l_install(lua_State *L)
     wrap *w = lua_newuserdatauv(L, sizeof *w, 0);
     w->orig = lua_getallocf(L, &w->orig_ud);
     w->current = NULL;
+    w->running = NULL;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, wrap_gc);
     lua_setfield(L, -2, "__gc");
@@ -93,7 +134,17 @@ static int l_install(lua_State *L)
 
 static const char *kill_message(const budget *b)
 {
-    return b->killed == KILLED_MEMORY ? "memory budget exceeded" : "instruction budget exceeded";
+    switch (b->killed) {
+    case KILLED_MEMORY: return "memory budget exceeded";
+    case KILLED_DEPTH: return "call depth budget exceeded (" LSB_STR(MAX_DEPTH) " levels)";
+    default: return "instruction budget exceeded";
+    }
+}
+
+/* The message of a spent budget: "file:line: instruction budget exceeded" */
+static void push_kill(lua_State *L, const budget *b)
+{
+    lua_pushfstring(L, "%s%s", b->where, kill_message(b));
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -103,12 +154,20 @@ static void hook(lua_State *L, lua_Debug *ar)
     budget *b = w ? w->current : NULL;
     if (!b) return;  /* not inside a budgeted resume: nothing to count */
     if (!b->killed) {
+        lua_Debug deep;
         b->instr_used += HOOK_EVERY;
-        if (b->instr_used <= b->instr_limit) return;
-        b->killed = KILLED_INSTRUCTIONS;
+        if (lua_getstack(L, MAX_DEPTH, &deep)) b->killed = KILLED_DEPTH;
+        else if (b->instr_used <= b->instr_limit) return;
+        else b->killed = KILLED_INSTRUCTIONS;
+    }
+    if (!b->where[0]) {  /* where it ran out: no allocation here (the budget is spent) */
+        lua_Debug d;
+        if (lua_getstack(L, 0, &d) && lua_getinfo(L, "Sl", &d) && d.currentline > 0)
+            snprintf(b->where, sizeof b->where, "%s:%d: ", d.short_src, d.currentline);
     }
     lua_sethook(L, hook, LUA_MASKCOUNT, 1);  /* from now on: every instruction */
-    luaL_error(L, "%s", kill_message(b));
+    push_kill(L, b);  /* if even this fails, "not enough memory" ends it as well */
+    lua_error(L);
 }
 
 /* core.budget(instructions, memory) --> budget */
@@ -138,17 +197,27 @@ static int l_resume(lua_State *L)
     int nargs = lua_gettop(L) - 2;
     if (b->killed) {
         lua_pushboolean(L, 0);
-        lua_pushstring(L, kill_message(b));
+        push_kill(L, b);
         return 2;
     }
     if (!lua_checkstack(co, nargs)) return luaL_error(L, "too many arguments to resume");
     lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_xmove(L, co, nargs);
     budget *outer = w->current;  /* budgets nest: a policy inside a policy */
+    lua_State *outer_co = w->running;
     w->current = b;
+    w->running = co;
     int nres;
     int status = lua_resume(co, L, nargs, &nres);
     w->current = outer;
+    w->running = outer_co;
+    if ((status == LUA_OK || status == LUA_YIELD) && b->killed) {
+        /* spent inside a pcall that returned before the hook fired again */
+        lua_pop(co, nres);
+        lua_pushboolean(L, 0);
+        push_kill(L, b);
+        return 2;
+    }
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
             lua_pop(co, nres);
@@ -159,9 +228,17 @@ static int l_resume(lua_State *L)
         return nres + 1;
     }
     lua_pushboolean(L, 0);
-    if (b->killed) lua_pushstring(L, kill_message(b));  /* whatever the policy raised */
+    if (b->killed) push_kill(L, b);  /* whatever the policy raised */
     else lua_xmove(co, L, 1);
     return 2;
+}
+
+/* core.budget_active() --> true while code runs under a budget */
+static int l_active(lua_State *L)
+{
+    wrap *w = getwrap(L);
+    lua_pushboolean(L, w && w->current);
+    return 1;
 }
 
 /* budget:usage() --> instructions used (to HOOK_EVERY), bytes, killed reason or nil */
@@ -179,6 +256,7 @@ void lsb_register_sandbox(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "budget", l_budget }, { "budget_resume", l_resume }, { "budget_install", l_install },
+        { "budget_active", l_active },
         { NULL, NULL }
     };
     luaL_newmetatable(L, LSB_BUDGET);

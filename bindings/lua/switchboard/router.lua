@@ -10,14 +10,20 @@
 -- cc:assign (asking the policy again after a conflict, a bounded number of
 -- times), the fallback decision for a policy that fails, and the counters
 -- of router:status().  The policy only ever sees a read-only ctx.
+--
+-- Host-safety rule: no code of a policy runs outside its budget.  The host
+-- reads a policy's tables with rawget/next only (the policy table, its
+-- decisions), copies what it hands in and what ctx.cc returns (so the
+-- policy holds no host table with a shared metatable), and describes a
+-- policy's errors without tostring (sandbox.describe).
 
 local sb = require "switchboard"
 local core = require "switchboard.core"
 local sandbox = require "switchboard.sandbox"
 local callcenter = require "switchboard.callcenter"
 
-local type, pairs, ipairs, tostring, error, setmetatable, pcall =
-  type, pairs, ipairs, tostring, error, setmetatable, pcall
+local type, pairs, ipairs, tostring, error, setmetatable, next, rawget =
+  type, pairs, ipairs, tostring, error, setmetatable, next, rawget
 local math, string, table, io = math, string, table, io
 
 local Router = {}
@@ -28,42 +34,77 @@ local ACTIONS = { assign = true, queue = true, overflow = true, reject = true }
 
 local function bad(name, msg) error("bad option '" .. name .. "' to 'router' (" .. msg .. ")", 3) end
 
--- A deep copy of plain data (what a policy may return or be given).
+-- A deep copy of plain data (what a policy is given, or gets from ctx.cc):
+-- raw traversal (next), so no __pairs/__index of anybody's runs here, and
+-- no metatables in the copy (a host error object becomes a plain table).
 local function plain(v, depth)
   if type(v) ~= "table" then return v end
-  if (depth or 0) > 8 then error("table nested too deeply", 0) end
+  depth = depth or 0
+  if depth > 8 then error("table nested too deeply", 0) end
   local c = {}
-  for k, x in pairs(v) do
+  for k, x in next, v do
     local tk, tx = type(k), type(x)
     if (tk == "string" or tk == "number") and (tx == "string" or tx == "number" or tx == "boolean" or tx == "table") then
-      c[k] = plain(x, (depth or 0) + 1)
+      c[k] = plain(x, depth + 1)
     end
   end
   return c
 end
 
--- What a decision must look like; --> decision | nil, why
+-- The fields a decision may carry, by type; anything else is dropped.
+local function field(d, k, want)
+  local v = rawget(d, k)
+  if v == nil then return nil end
+  if want == "id" then
+    if math.type(v) == "integer" or (type(v) == "string" and v ~= "") then return v end
+    return nil, k .. " must be a non-empty string or an integer"
+  elseif want == "integer" then
+    if math.type(v) == "integer" then return v end
+    return nil, k .. " must be an integer"
+  elseif type(v) ~= want then
+    return nil, k .. " must be a " .. want
+  end
+  return v
+end
+
+local FIELDS = { { "action", "string" }, { "agent", "id" }, { "queue", "string" },
+                 { "priority", "integer" }, { "reason", "string" } }
+
+-- What a decision must look like; --> a fresh copy | nil, why.  Only
+-- rawget on the policy's table: its metamethods never run in the host.
 local function check_decision(d)
   if type(d) ~= "table" then return nil, "route returned " .. type(d) .. ", not a decision table" end
-  local ok, copy = pcall(plain, d)
-  if not ok then return nil, "decision: " .. tostring(copy) end
+  local copy = {}
+  for _, f in ipairs(FIELDS) do
+    local v, why = field(d, f[1], f[2])
+    if why then return nil, "decision: " .. why end
+    copy[f[1]] = v
+  end
   local action = copy.action
   if not ACTIONS[action] then return nil, "unknown action " .. tostring(action) end
   if action == "assign" and copy.agent == nil then return nil, "assign without an agent" end
-  if action == "overflow" and type(copy.queue) ~= "string" then return nil, "overflow without a queue" end
-  if copy.queue ~= nil and type(copy.queue) ~= "string" then return nil, "queue must be a string" end
-  if copy.priority ~= nil and math.type(copy.priority) ~= "integer" then return nil, "priority must be an integer" end
+  if action == "overflow" and copy.queue == nil then return nil, "overflow without a queue" end
+  if copy.queue == "" then return nil, "decision: queue must not be empty" end
   return copy
 end
 
 -- The read-only view of the call center a policy gets, and its logger.
 local function make_ctx(self, state)
   local cc = self.cc
-  local view = setmetatable({
-    available_agents = function(_, q) return cc:available_agents(plain(q)) end,
-    waiting = function(_, q) return cc:waiting(plain(q)) end,
-    stats = function(_, q) return cc:stats(plain(q)) end,
-  }, { __metatable = false, __newindex = function() error("ctx.cc is read-only", 2) end })
+  -- results are copied: the policy never holds a host table (error
+  -- objects share one metatable, which a policy could otherwise change)
+  local function reader(method)
+    return function(_, q)
+      local res, err = cc[method](cc, plain(q))
+      return plain(res), plain(err)
+    end
+  end
+  -- an empty proxy: every assignment reaches __newindex
+  local view = setmetatable({}, {
+    __index = { available_agents = reader("available_agents"), waiting = reader("waiting"), stats = reader("stats") },
+    __newindex = function() error("ctx.cc is read-only", 2) end,
+    __metatable = false,
+  })
   local log = self.log
   return {
     cc = view,
@@ -73,7 +114,7 @@ local function make_ctx(self, state)
       for i = 1, parts.n do parts[i] = tostring(parts[i]) end
       log(table.concat(parts, " ", 1, parts.n))
     end,
-    now = core.time_ms,
+    now = function() return cc:now() end,  -- the call center's clock (ms)
   }
 end
 
@@ -91,29 +132,35 @@ local function load_version(self)
   local chunk, err, text = sandbox.loadfile(self.path, env)
   if not chunk then return nil, err, sig end
   local ok, policy = sandbox.run(self.budget, chunk)
-  if not ok then return nil, "loading: " .. tostring(policy), sig end
+  if not ok then return nil, "loading: " .. policy, sig end
   if type(policy) ~= "table" then return nil, "the file must return a table, not " .. type(policy), sig end
-  if type(policy.route) ~= "function" then return nil, "the policy has no route function", sig end
-  local name = policy.name
-  if name ~= nil and type(name) ~= "string" then return nil, "name must be a string", sig end
+  local route = rawget(policy, "route")
+  if type(route) ~= "function" then return nil, "the policy has no route function", sig end
+  local name = rawget(policy, "name")
+  if name ~= nil and (type(name) ~= "string" or name == "") then return nil, "name must be a non-empty string", sig end
   name = name or self.path:match("([^/]+)%.lua$") or self.path
+  local version = rawget(policy, "version")
+  if math.type(version) == "integer" then version = tostring(version) end
+  if version ~= nil and (type(version) ~= "string" or version == "") then
+    return nil, "version must be a non-empty string or an integer", sig
+  end
   local v = {
     name = name,
-    version = type(policy.version) == "string" and policy.version or core.sha256(text):sub(1, 12),
-    route = policy.route,
+    version = version or core.sha256(text):sub(1, 12),
+    route = route,
     signature = sig,
     loaded_at = core.time_ms(),
   }
   self.states[name] = self.states[name] or {}
   v.ctx = make_ctx(self, self.states[name])
   for _, hook in ipairs { "init", "self_test" } do
-    local f = policy[hook]
+    local f = rawget(policy, hook)
     if f ~= nil then
       if type(f) ~= "function" then return nil, hook .. " must be a function", sig end
       local hok, res, why = sandbox.run(self.budget, f, v.ctx)
-      if not hok then return nil, hook .. ": " .. tostring(res), sig end
+      if not hok then return nil, hook .. ": " .. res, sig end
       if hook == "self_test" and res == false then
-        return nil, "self_test failed" .. (why and (": " .. tostring(why)) or ""), sig
+        return nil, "self_test failed" .. (why ~= nil and (": " .. sandbox.describe(why)) or ""), sig
       end
     end
   end
@@ -121,8 +168,15 @@ local function load_version(self)
 end
 
 -- router:reload() --> true | nil, err
+-- Loading may wait for the database (init, self_test) while other routes
+-- run; a load that ends after a later one started is not swapped in.
 function Router:reload()
+  self.generation = self.generation + 1
+  local gen = self.generation
+  self.loading = true
   local v, why, sig = load_version(self)
+  if gen ~= self.generation then return nil, sb.error { class = "policy", message = "superseded by a later reload" } end
+  self.loading = false
   self.checked_sig = sig
   if not v then
     self.failures = self.failures + 1
@@ -138,7 +192,7 @@ function Router:reload()
 end
 
 local function maybe_reload(self)
-  if self.mode ~= "auto" then return end
+  if self.mode ~= "auto" or self.loading then return end
   local now = core.now()
   if now - self.checked_at < self.check_interval then return end
   self.checked_at = now
@@ -150,7 +204,7 @@ end
 local function ask(self, v, call)
   local ok, d = sandbox.run(self.budget, v.route, plain(call), v.ctx)
   if not ok then return nil, d end
-  return check_decision(d)
+  return check_decision(d)  -- checked and copied in the host
 end
 
 local function fallback(self, v, why)
@@ -183,7 +237,10 @@ function Router:route(call)
       return d
     end
     if err.class ~= "conflict" then return nil, err end
-    self.conflicts = self.conflicts + 1
+    -- the call itself is gone (answered by an agent's pull, abandoned):
+    -- asking the policy again cannot help
+    if err.reason == "not_waiting" then return nil, err end
+    self.conflicts = self.conflicts + 1  -- the agent was taken: ask again
     if attempt == self.max_attempts then
       return fallback(self, v, "no assignment after " .. attempt .. " conflicts")
     end
@@ -223,20 +280,24 @@ local function new(opts)
   }
   if not limits.instructions or limits.instructions <= 0 then bad("budget", "instructions must be a positive integer") end
   if not limits.memory or limits.memory <= 0 then bad("budget", "memory must be a positive integer") end
+  local attempts = opts.max_attempts or 3
+  if math.type(attempts) ~= "integer" or attempts < 1 then bad("max_attempts", "a positive integer expected") end
+  local interval = opts.check_interval or 1.0
+  if type(interval) ~= "number" or interval < 0 then bad("check_interval", "a number >= 0 expected") end
   local fb = opts.fallback or { action = "queue" }
   if not check_decision(fb) or fb.action == "assign" then bad("fallback", "a queue, overflow or reject decision expected") end
   local self = setmetatable({
     cc = opts.cc or callcenter.new(opts.db),
     path = opts.policy,
     mode = reload,
-    check_interval = opts.check_interval or 1.0,
+    check_interval = interval,
     budget = limits,
     fallback = fb,
-    max_attempts = opts.max_attempts or 3,
+    max_attempts = attempts,
     log = opts.log or default_log,
     states = {}, versions = {},
     reloads = 0, failures = 0, routed = 0, fallbacks = 0, conflicts = 0,
-    checked_at = core.now(),
+    checked_at = core.now(), generation = 0, loading = false,
   }, Router)
   local ok, err = self:reload()
   if not ok then return nil, err end
