@@ -23,14 +23,16 @@
 #   make rockspec-lists  print those lists as the rockspec wants them
 #   make rockspec-test   luarocks make into a temp tree, then require it
 #   make install       module into LUA_LIBDIR/LUA_SHAREDIR, lib + header too
-#   make demo          install what is missing, build, run the call-flow demo
-#                      on embedded SQLite (the README's first command)
+#   make demo          install what is missing, build, run the call-flow
+#                      simulator on embedded SQLite (the README's first
+#                      command; DEMO_ARGS to change its arguments)
 #   make bench         install what is missing (peers included), build, start a
 #                      throwaway PostgreSQL, run the benchmark of issue #5
 #                      (bench/README.md); BENCH_QUICK=1 for a smoke run
 #   make bench-bin     the raw C baselines only (build/bench/raw_*)
 #   make bench-run     the benchmark alone (SQLite; PostgreSQL too when
 #                      SB_TEST_PG_URL is set), against build/
+#   make bench-profile P='BACKEND IMPL OP [N]'  one cell under callgrind
 #   make migrations-data   regenerate bindings/lua/switchboard/migrations_data.lua
 #                      from migrations/*.sql (`make` does it when they changed)
 #   make migrations-check  fail if that file is out of date
@@ -293,10 +295,11 @@ rockspec-lists:
 rockspec-test:
 	@mkdir -p $(RESULTS); tmp=$$(mktemp -d /tmp/sb-rock.XXXXXX); rc=0; \
 	cp -r core bindings rockspec "$$tmp/"; [ ! -d migrations ] || cp -r migrations "$$tmp/"; \
+	mkdir -p "$$tmp/scripts"; cp scripts/switchboard-migrate "$$tmp/scripts/"; \
 	(cd "$$tmp" && luarocks --lua-version=$(LUA_VERSION) --tree="$$tmp/tree" make $(ROCKSPEC) \
 	    PQ_INCDIR=$(PQ_INCDIR)) > "$$tmp/log" 2>&1 || { rc=1; cat "$$tmp/log"; }; \
 	if [ $$rc -eq 0 ]; then \
-	    tree="$$tmp/tree"; rm -rf "$$tmp/core" "$$tmp/bindings" "$$tmp/switchboard"; \
+	    tree="$$tmp/tree"; rm -rf "$$tmp/core" "$$tmp/bindings" "$$tmp/scripts" "$$tmp/switchboard"; \
 	    (cd /tmp && $(LUA) -e "package.path='$$tree/share/lua/$(LUA_VERSION)/?.lua;$$tree/share/lua/$(LUA_VERSION)/?/init.lua' \
 	        package.cpath='$$tree/lib/lua/$(LUA_VERSION)/?.so' \
 	        local sb = require 'switchboard' \
@@ -305,6 +308,8 @@ rockspec-test:
 	        local r = assert(sb.migrate(db)) assert(r.applied[1].version == 1, 'no migration applied') \
 	        assert(sb.callcenter(db):add_agent{ id = 'a1', name = 'A' }) \
 	        print('rockspec-test: switchboard ' .. tostring(sb.version) .. ' loads from a luarocks tree, migrates and routes')") || rc=1; \
+	    (cd /tmp && "$$tree/bin/switchboard-migrate" "sqlite:$$tmp/cc.db" up >/dev/null && \
+	        "$$tree/bin/switchboard-migrate" "sqlite:$$tmp/cc.db" check) || rc=1; \
 	fi; \
 	rm -rf "$$tmp"; \
 	if [ $$rc -eq 0 ]; then echo "1 0 0" > $(RESULTS)/rockspec-test; else echo "0 1 0" > $(RESULTS)/rockspec-test; fi; \
@@ -373,13 +378,68 @@ bench:
 bench-run: all bench-bin
 	$(BENCH_ENV) $(LUA) bench/run.lua
 
+# One cell under callgrind: make bench-profile P='sqlite sb_block available 20000'
+bench-profile: all bench-bin
+	$(WITH_PG) env $(BENCH_ENV) $(LUA) bench/profile.lua $(P)
+
+.PHONY: bench bench-bin bench-run bench-profile
+
+# ------------------------------------------------------------------ fault
+#
+# The fault suite of issue #6 (docs/guarantees.md): connection loss,
+# failover, pgbouncer, deadlines, crash and power loss, OOM, serialization,
+# parameter fuzzing, libFuzzer targets, valgrind and ASan runs, the canary.
+# `make fault` installs what is missing, builds (the OOM and power-cut
+# harnesses with gcc, the fuzz targets with clang into build/fuzz), starts
+# a throwaway PostgreSQL and runs scripts/fault-run, which prints ONE table
+# (fault, runs, calls, duplicates, lost, max recovery time).  ~10 minutes.
+
+FAULT_BIN  := $(BUILD)/fault/oom $(BUILD)/fault/powercut
+FUZZ_BUILD := build/fuzz
+FUZZ_SRC   := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/bin/%)
+FUZZ_MAKE   = $(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=address,undefined \
+              OPTIMIZATION=-O1 CFLAGS=-fsanitize=fuzzer-no-link
+
+$(BUILD)/fault/%: spec/fault/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $< $(LIB) $(REAL_LDFLAGS) $(LIBS)
+
+# used inside FUZZ_MAKE (BUILD = build/fuzz, CC = clang)
+$(BUILD)/bin/fuzz_%: fuzz/fuzz_%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(REAL_LDFLAGS) $(LIBS)
+
+fuzz-build:
+	$(FUZZ_MAKE) $(FUZZ_BUILD)/libswitchboard.a $(FUZZ_BIN)
+
+fault-build: all ctests $(FAULT_BIN)
+	$(ASAN_MAKE) all
+	$(MAKE) fuzz-build
+
+fault:
+	scripts/sb-deps
+	$(MAKE) -j$(NPROC) fault-build
+	scripts/pg-test-env run -- scripts/fault-run
+
+# The whole busted spec suite under valgrind memcheck (--fair-sched=yes),
+# zero errors and zero definitely lost bytes; ~20 minutes, so CI runs it
+# after `make fault` instead of inside it.
+fault-valgrind: all
+	scripts/pg-test-env run -- scripts/fault-valgrind specs
+
+.PHONY: fault fault-build fuzz-build fault-valgrind
+
 # ------------------------------------------------------------------- misc
 
-# The README's first command: install what is missing, build, run the demo.
+# The README's first command: install what is missing, build, run the demo:
+# the call-flow simulator (issue #4) on embedded SQLite, scenarios/default.lua
+# (20 simulated minutes, about 12 s), the policy swapped at minute 10.
+DEMO_ARGS ?= scenarios/default.lua --reload-at 600=scripts/policies/overflow.lua
 demo:
 	scripts/sb-deps
 	$(MAKE) -j$(NPROC) all
-	$(SPEC_ENV) $(LUA) scripts/switchboard-demo
+	$(SPEC_ENV) $(LUA) scripts/switchboard-sim $(DEMO_ARGS)
 
 clean:
 	rm -rf build build-asan
