@@ -1,0 +1,115 @@
+-- bench/cell.lua - one Lua benchmark cell, run as its own process by
+-- bench/run.lua; prints one JSON line like the raw C programs.
+--
+-- Owns: timing one operation for one Lua implementation (bench/peers/*):
+--   --tasks 0   blocking: the main chunk calls op(k) in a loop; latency is
+--               the time of each call;
+--   --tasks N   switchboard only: N sb.spawn tasks share one counter and
+--               each loops `op(k)` until the time box ends; latency is from
+--               just before the call (the submit) to its return in the
+--               task (the result), so it includes waiting to be resumed.
+-- A warm-up phase (statements prepared, caches filled) runs first and is
+-- not recorded.  ops/s = measured ops / wall time of the measured phase
+-- (for tasks: from sb.run() until the last in-flight op finished).
+-- Does not own: the SQL (bench/ops.lua) or the data (bench/run.lua).
+--
+-- Usage: lua5.4 bench/cell.lua --backend sqlite|postgresql --db FILE
+--          --impl sb|luasql|luadbi --tasks N --op NAME --secs S --warm S
+--          --max N --base ID [--warmops N]   (PostgreSQL: $SB_TEST_PG_URL)
+-- --warmops N makes the warm-up exactly N operations, whatever the time
+-- (bench/profile.lua: equal start-up costs in runs it subtracts).
+
+local sb = require "switchboard"
+local json = require "lib.json"
+local stats = require "lib.stats"
+
+local now = sb.now
+
+local function parse(argv)
+  local a = { tasks = 0, secs = 1, warm = 0.2, max = math.maxinteger, base = 0 }
+  for i = 1, #argv, 2 do
+    local k, v = argv[i]:match("^%-%-(.+)$"), argv[i + 1]
+    if not k or v == nil then error("cell.lua: bad arguments near " .. tostring(argv[i])) end
+    a[k] = tonumber(v) or v
+  end
+  return a
+end
+
+local a = parse(arg)
+local target = a.backend == "sqlite" and a.db or assert(os.getenv("SB_TEST_PG_URL"), "SB_TEST_PG_URL not set")
+local peer = require("peers." .. a.impl)
+local h = peer.open(a.backend, target)
+local op = assert(peer.ops(h, a.backend, a.base)[a.op], "no such op for this peer: " .. tostring(a.op))
+
+local k = 0
+local first_error
+
+local function failed(err)
+  if not first_error then
+    first_error = tostring(err)
+    io.stderr:write("cell ", a.impl, " ", a.op, ": ", first_error, "\n")
+  end
+end
+
+-- Blocking: call op in a loop until secs passed or max ops started.
+local function blocking_phase(secs, lat)
+  local stop, done, errors, check = now() + secs, 0, 0, nil
+  while k < a.max do
+    local t0 = now()
+    if t0 >= stop then break end
+    local ok, c = pcall(op, k)
+    k = k + 1
+    if lat then lat[#lat + 1] = now() - t0 end
+    done = done + 1
+    if ok then check = c else errors = errors + 1 failed(c) end
+  end
+  return done, errors, check
+end
+
+-- Tasks: n tasks share k; each loops until the time box ends.
+local function tasks_phase(n, secs, lat)
+  local stop, done, errors, check = now() + secs, 0, 0, nil
+  local function worker()
+    while k < a.max do
+      local t0 = now()
+      if t0 >= stop then return end
+      local my = k
+      k = k + 1
+      local ok, c = pcall(op, my)
+      if lat then lat[#lat + 1] = now() - t0 end
+      done = done + 1
+      if ok then check = c else errors = errors + 1 failed(c) end
+    end
+  end
+  for _ = 1, n do sb.spawn(worker) end
+  sb.run()
+  return done, errors, check
+end
+
+local function phase(secs, lat)
+  if a.tasks > 0 then return tasks_phase(a.tasks, secs, lat) end
+  return blocking_phase(secs, lat)
+end
+
+if a.warmops then
+  local max = a.max
+  a.max = a.warmops
+  phase(1e9, nil)
+  a.max = max < math.maxinteger - a.warmops and max + a.warmops or max
+else
+  phase(a.warm, nil)
+end
+collectgarbage()
+local lat = {}
+local t0 = now()
+local ops, errors, check = phase(a.secs, lat)
+local secs = now() - t0
+local p50, p99 = stats.latencies(lat)
+peer.close(h)
+
+local impl = a.impl == "sb" and (a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
+print(json.encode({
+  impl = impl, op = a.op, ops = ops, secs = secs, ops_per_s = ops / secs,
+  p50_us = p50, p99_us = p99, errors = errors, check = math.tointeger(check) or check,
+  error = first_error,
+}))

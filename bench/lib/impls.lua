@@ -1,0 +1,68 @@
+-- bench/lib/impls.lua - the implementations compared, per backend, and the
+-- command line of one cell of each.
+--
+-- Owns: the columns of the comparison (raw C configurations, the LuaSQL
+-- and LuaDBI peers, switchboard blocking / 16 / 256 tasks), which raw C
+-- configuration the ratios are taken against, and how each cell process
+-- is started (bench/raw_*.c binaries or bench/cell.lua).
+-- Does not own: what a cell does (bench/raw_*.c, bench/cell.lua, bench/peers).
+
+local O = require "ops"
+
+local M = {}
+
+M.sqlite = {
+  { id = "raw", label = "raw C: sqlite3 prepared", raw = "raw_sqlite" },
+  { id = "luasql", label = "LuaSQL (blocking)", lua = "luasql", tasks = 0 },
+  { id = "luadbi", label = "LuaDBI (blocking)", lua = "luadbi", tasks = 0 },
+  { id = "sb_block", label = "switchboard blocking", lua = "sb", tasks = 0 },
+  { id = "sb_16", label = "switchboard 16 tasks", lua = "sb", tasks = 16 },
+  { id = "sb_256", label = "switchboard 256 tasks", lua = "sb", tasks = 256 },
+}
+
+M.postgresql = {
+  { id = "raw_prepared", label = "raw C: libpq prepared, 1 conn", raw = "raw_pg", mode = "prepared" },
+  { id = "raw_pipe16", label = "raw C: libpq pipeline, 16 conns x 16", raw = "raw_pg",
+    mode = "pipeline", conns = 16, depth = 16 },
+  -- the pool size switchboard uses by default, same 256 in flight
+  { id = "raw_pipe4", label = "raw C: libpq pipeline, 4 conns x 64", raw = "raw_pg",
+    mode = "pipeline", conns = 4, depth = 64 },
+  { id = "luasql", label = "LuaSQL (blocking)", lua = "luasql", tasks = 0 },
+  { id = "luadbi", label = "LuaDBI (blocking)", lua = "luadbi", tasks = 0 },
+  { id = "sb_block", label = "switchboard blocking", lua = "sb", tasks = 0 },
+  { id = "sb_16", label = "switchboard 16 tasks", lua = "sb", tasks = 16 },
+  { id = "sb_256", label = "switchboard 256 tasks", lua = "sb", tasks = 256 },
+}
+
+-- "x raw C" is against ref; "x best raw C" against the best of `raw` in
+-- the same repetition.
+M.ref = { sqlite = "raw", postgresql = "raw_prepared" }
+M.raw = { sqlite = { "raw" }, postgresql = { "raw_prepared", "raw_pipe16", "raw_pipe4" } }
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The shell command of one cell.  c: backend, db, op, secs, warm, max,
+-- base, timeout; cfg: build dir and Lua interpreter.
+function M.command(impl, c, cfg)
+  local parts = { "timeout", "-k", "5", tostring(c.timeout) }
+  local function add(...) for _, v in ipairs({ ... }) do parts[#parts + 1] = q(v) end end
+  if impl.raw then
+    add(cfg.build .. "/bench/" .. impl.raw, "--op", c.op, "--secs", c.secs, "--warm", c.warm,
+        "--max", c.max, "--base", c.base)
+    if c.backend == "sqlite" then add("--db", c.db) end
+    if impl.mode then add("--mode", impl.mode) end
+    if impl.conns then add("--conns", impl.conns, "--depth", impl.depth) end
+    add("--")
+    for _, s in ipairs(O.statements(c.op, c.backend)) do add(s) end
+  else
+    add(cfg.lua, "bench/cell.lua", "--backend", c.backend, "--db", c.db or "-", "--impl", impl.lua,
+        "--tasks", impl.tasks, "--op", c.op, "--secs", c.secs, "--warm", c.warm,
+        "--max", c.max, "--base", c.base)
+    if c.warmops then add("--warmops", c.warmops) end
+  end
+  return table.concat(parts, " ")
+end
+
+return M

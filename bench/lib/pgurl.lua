@@ -1,0 +1,35 @@
+-- bench/lib/pgurl.lua - split a postgresql:// URL into the parts LuaDBI's
+-- DBI.Connect("PostgreSQL", dbname, user, password, host, port) takes.
+--
+-- Owns: that parsing (user, password, host, port, dbname; %XX decoded).
+-- Does not own: the URL (scripts/pg-test-env exports SB_TEST_PG_URL).
+
+local M = {}
+
+local function unescape(s)
+  return s and (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- parse(url) --> { user, password, host, port, dbname } or nil, err
+function M.parse(url)
+  local rest = url:match("^postgres[q]?[l]?://(.*)$")
+  if not rest then return nil, "not a postgresql:// URL" end
+  rest = rest:gsub("%?.*$", "")
+  local auth, hostpart = rest:match("^(.*)@([^@]*)$")
+  if not auth then hostpart = rest end
+  local user, password
+  if auth then
+    user, password = auth:match("^([^:]*):(.*)$")
+    if not user then user = auth end
+  end
+  local hostport, dbname = hostpart:match("^([^/]*)/?(.*)$")
+  local host, port = hostport:match("^(.*):(%d+)$")
+  if not host then host = hostport end
+  return {
+    user = unescape(user), password = unescape(password),
+    host = host ~= "" and host or "localhost", port = tonumber(port) or 5432,
+    dbname = unescape(dbname ~= "" and dbname or user),
+  }
+end
+
+return M

@@ -1,0 +1,166 @@
+-- bench/lib/report.lua - from the cells' JSON lines to the summary, the
+-- markdown table and the targets' verdicts.
+--
+-- Owns: the statistics across repetitions (median ops/s, p50, p99; each
+-- cell's ratio against raw C taken WITHIN each repetition, then the median
+-- of those ratios; the ratio of medians is kept in the JSON too), the
+-- verdict of every target (bench/lib/targets.lua), and the text printed.
+-- Does not own: running anything (bench/run.lua).
+
+local O = require "ops"
+local stats = require "lib.stats"
+local impls = require "lib.impls"
+local targets = require "lib.targets"
+
+local M = {}
+
+local BACKEND_TITLE = {
+  sqlite = "SQLite (file, WAL, synchronous=NORMAL)",
+  postgresql = "PostgreSQL (throwaway cluster, loopback TCP, default durability)",
+}
+
+-- summarize(backend, reps) --> list of rows { op, impl, label, ops_per_s, ... }
+-- reps[r][op][impl_id] = a cell's decoded JSON (or { failed = msg })
+function M.summarize(backend, reps, ops_list)
+  local rows = {}
+  local ref = impls.ref[backend]
+  for _, op in ipairs(ops_list) do
+    for _, im in ipairs(impls[backend]) do
+      local ops, p50, p99, rr, rb, errors, check, failed = {}, {}, {}, {}, {}, 0, nil, nil
+      local refops = {}
+      for r, rep in ipairs(reps) do
+        local cells = rep[op] or {}
+        local c = cells[im.id]
+        if c and not c.failed then
+          ops[r], p50[r], p99[r] = c.ops_per_s, c.p50_us, c.p99_us
+          errors = errors + (c.errors or 0)
+          check = c.check
+          local rc = cells[ref]
+          if rc and not rc.failed and rc.ops_per_s > 0 then
+            rr[r] = c.ops_per_s / rc.ops_per_s
+            refops[r] = rc.ops_per_s
+          end
+          local best = 0
+          for _, id in ipairs(impls.raw[backend]) do
+            local b = cells[id]
+            if b and not b.failed and b.ops_per_s > best then best = b.ops_per_s end
+          end
+          if best > 0 then rb[r] = c.ops_per_s / best end
+        elseif c then
+          failed = c.failed
+        end
+      end
+      local row = {
+        backend = backend, op = op, title = O.ops[op].title, impl = im.id, label = im.label,
+        ops_per_s = stats.median(ops), p50_us = stats.median(p50), p99_us = stats.median(p99),
+        ratio_raw = stats.median(rr), ratio_best = stats.median(rb),
+        errors = errors, check = check, failed = failed, reps = #ops,
+        per_rep_ops_per_s = ops,
+      }
+      local mo, mr = stats.median(ops), stats.median(refops)
+      if mo and mr and mr > 0 then row.ratio_of_medians = mo / mr end
+      local t = (targets.cells[backend][im.id] or {})[op]
+      if t then
+        local got = t[2] == "best" and row.ratio_best or row.ratio_raw
+        row.target = { min_ratio = t[1], against = t[2] == "best" and "best raw C" or "raw C",
+                       ratio = got, met = got ~= nil and got >= t[1] }
+      end
+      rows[#rows + 1] = row
+    end
+  end
+  return rows
+end
+
+------------------------------------------------------------ text
+
+local function thousands(n)
+  local s = string.format("%.0f", n)
+  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (out:gsub("^,", ""))
+end
+
+local function us(v)
+  if not v then return "-" end
+  if v >= 100 then return thousands(v) end
+  if v >= 10 then return string.format("%.1f", v) end
+  return string.format("%.2f", v)
+end
+
+local function ratio(v)
+  return v and string.format("%.2f", v) or "-"
+end
+
+function M.verdict(t)
+  if not t then return "" end
+  local want = string.format("%s %.2fx %s", "≥", t.min_ratio, t.against)
+  if t.ratio == nil then return "no data (" .. want .. ")" end
+  if t.met then return "met (" .. want .. ")" end
+  return string.format("**MISSED**: %.2fx (%s)", t.ratio, want)
+end
+
+-- The markdown table of one backend.
+function M.table(backend, rows, meta)
+  local pg = backend == "postgresql"
+  local out = {}
+  local function add(s) out[#out + 1] = s end
+  add(string.format("### %s: median of %d x %.1f s", BACKEND_TITLE[backend], meta.reps, meta.secs))
+  add("")
+  if pg then
+    add("| operation | implementation | ops/s | p50 µs | p99 µs | x raw C 1 conn | x best raw C | target |")
+    add("|---|---|---:|---:|---:|---:|---:|---|")
+  else
+    add("| operation | implementation | ops/s | p50 µs | p99 µs | x raw C | target |")
+    add("|---|---|---:|---:|---:|---:|---|")
+  end
+  local last
+  for _, r in ipairs(rows) do
+    local title = r.op ~= last and r.title or ""
+    last = r.op
+    local opsps = r.failed and ("FAILED: " .. tostring(r.failed):sub(1, 40))
+      or (r.ops_per_s and thousands(r.ops_per_s) or "-")
+    if r.errors > 0 then opsps = opsps .. string.format(" (%d errors)", r.errors) end
+    local cols = { title, r.label, opsps, us(r.p50_us), us(r.p99_us), ratio(r.ratio_raw) }
+    if pg then cols[#cols + 1] = ratio(r.ratio_best) end
+    cols[#cols + 1] = M.verdict(r.target)
+    add("| " .. table.concat(cols, " | ") .. " |")
+  end
+  add("")
+  add(string.format("routing decision (issue #4): not measured yet (hook: bench/ops.lua M.routing);"
+    .. " target p99 < %d ms with 256 in flight.", targets.routing_p99_us[backend] // 1000))
+  return table.concat(out, "\n")
+end
+
+function M.memory_table(mems)
+  local out = { "### Memory: requests in flight at once (sb.spawn tasks, one point read each)", "",
+    "| backend | requests | most in flight | peak RSS (VmHWM) | before the burst | target |",
+    "|---|---:|---:|---:|---:|---|" }
+  for _, m in ipairs(mems) do
+    if m.failed then
+      out[#out + 1] = string.format("| %s | - | - | FAILED: %s | - | - |", m.backend, tostring(m.failed):sub(1, 60))
+    else
+      local mib = m.peak_hwm_kib / 1024
+      local ok = mib < targets.memory_mib
+      out[#out + 1] = string.format("| %s | %s | %s | %.1f MiB | %.1f MiB | %s |", m.backend,
+        thousands(m.requests), thousands(m.max_in_flight), mib, m.base_hwm_kib / 1024,
+        ok and string.format("met (< %d MiB)", targets.memory_mib)
+           or string.format("**MISSED**: %.1f MiB (< %d MiB)", mib, targets.memory_mib))
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+-- Count of targets met / missed over all rows and memory results.
+function M.tally(all_rows, mems)
+  local met, missed = 0, 0
+  for _, r in ipairs(all_rows) do
+    if r.target then
+      if r.target.met then met = met + 1 else missed = missed + 1 end
+    end
+  end
+  for _, m in ipairs(mems) do
+    if not m.failed and m.peak_hwm_kib / 1024 < targets.memory_mib then met = met + 1 else missed = missed + 1 end
+  end
+  return met, missed
+end
+
+return M
