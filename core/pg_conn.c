@@ -306,6 +306,14 @@ void sb_pg_conn_send(sb_pg_conn *pc, sb_pg_op *op)
     int named = 0, ncmds = 0, ok = 1;
 
     op->sess = NULL;  /* only the pending list needs it */
+    /* Inside an open transaction block a lost connection rolls the
+    ** statement back; outside one (autocommit) it may have committed.
+    ** Pipelined behind unfinished work the status says ACTIVE: then we do
+    ** not know, and say so if the connection breaks. */
+    if (r->session) {
+        PGTransactionStatusType ts = PQtransactionStatus(pg);
+        op->in_tx = ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR;
+    }
     if (sb_pg_params_build(r, &p) != SB_OK) {
         sb_pg_op_done(op, NULL, NULL);  /* out of memory */
         sb_pg_op_free(op);
@@ -576,13 +584,21 @@ void sb_pg_conn_break(sb_pg_conn *pc, const char *why)
         op->res = NULL;
         op->err = NULL;
         if (op->r) {
-            /* it was sent: running it again might do it twice */
+            /* It was sent: running it again might do it twice.  COMMIT, and
+            ** any statement that ran as its own transaction (autocommit),
+            ** may have committed before the link went: outcome unknown.
+            ** Inside a transaction block the server rolls back. */
+            int unknown = op->is_commit || (!op->in_tx && !op->no_effect);
             if (op->is_commit)
                 snprintf(m, sizeof m, "connection to the server was lost after COMMIT was sent; "
                                       "the outcome of the transaction is unknown: %s", msg);
+            else if (unknown)
+                snprintf(m, sizeof m, "connection to the server was lost after the statement was "
+                                      "sent outside a transaction; whether it took effect is "
+                                      "unknown: %s", msg);
             else
                 snprintf(m, sizeof m, "connection to the server was lost: %s", msg);
-            sb_pg_op_done(op, NULL, sb_pg_conn_error("08006", m, 0, op->is_commit));
+            sb_pg_op_done(op, NULL, sb_pg_conn_error("08006", m, 0, unknown));
         }
         sb_pg_op_free(op);
     }

@@ -333,6 +333,7 @@ static void pg_submit(sb_conn *c, sb_req *r)
     op->sess = r->session;
     op->queued_at = sb__now_ms();
     op->is_commit = (unsigned)sb_pg_is_commit(r->sql, r->sql_len);
+    op->no_effect = (unsigned)sb_pg_is_no_effect(r->sql, r->sql_len);
     r->drv = op;
     pend_push(d, op);
     dispatch(d);  /* sends (and flushes) at once when a connection is free */

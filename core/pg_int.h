@@ -53,6 +53,9 @@ struct sb_pg_op {
     unsigned char cmd;      /* index of the command whose results arrive */
     unsigned char got;      /* the current command produced a result */
     unsigned is_commit : 1;     /* SQL is COMMIT/END: outcome unknown if lost */
+    unsigned no_effect : 1;     /* BEGIN/ROLLBACK/...: losing it changes no data */
+    unsigned in_tx : 1;         /* sent inside an open transaction block: a
+                                   lost connection rolled it back */
     unsigned prep_ok : 1;       /* the Parse succeeded */
     unsigned cancel_wanted : 1; /* cancel on the server when it is executing */
 };
@@ -201,5 +204,7 @@ void sb_pg_scrub_parse(const char *msg, const char *conninfo, char *out, size_t 
 void sb_pg_scrub_secret(char *msg, const char *secret);
 /* COMMIT / END [WORK|TRANSACTION|...] ? */
 int sb_pg_is_commit(const char *sql, size_t len);
+/* BEGIN / START / ROLLBACK / ABORT: a statement whose loss changes no data. */
+int sb_pg_is_no_effect(const char *sql, size_t len);
 
 #endif /* SB_PG_INT_H */

@@ -326,16 +326,28 @@ void sb_pg_scrub_secret(char *msg, const char *secret)
     }
 }
 
-int sb_pg_is_commit(const char *sql, size_t len)
+/* Does sql (after blanks) start with one of words, as a whole word? */
+static int starts_with_word(const char *sql, size_t len, const char *const *words, size_t nwords)
 {
     size_t i = 0;
     while (i < len && isspace((unsigned char)sql[i])) i++;
-    static const char *const words[] = { "commit", "end" };
-    for (size_t w = 0; w < 2; w++) {
+    for (size_t w = 0; w < nwords; w++) {
         size_t n = strlen(words[w]);
         if (len - i >= n && strncasecmp(sql + i, words[w], n) == 0 &&
             (i + n == len || isspace((unsigned char)sql[i + n]) || sql[i + n] == ';'))
             return 1;
     }
     return 0;
+}
+
+int sb_pg_is_commit(const char *sql, size_t len)
+{
+    static const char *const words[] = { "commit", "end" };
+    return starts_with_word(sql, len, words, 2);
+}
+
+int sb_pg_is_no_effect(const char *sql, size_t len)
+{
+    static const char *const words[] = { "begin", "start", "rollback", "abort" };
+    return starts_with_word(sql, len, words, 4);
 }
