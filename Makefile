@@ -392,7 +392,8 @@ bench-profile: all bench-bin
 # `make fault` installs what is missing, builds (the OOM and power-cut
 # harnesses with gcc, the fuzz targets with clang into build/fuzz), starts
 # a throwaway PostgreSQL and runs scripts/fault-run, which prints ONE table
-# (fault, runs, calls, duplicates, lost, max recovery time).  ~10 minutes.
+# (fault, runs, calls, duplicates, lost, max recovery time).  ~6 minutes;
+# `make fault-valgrind` adds the whole busted suite under valgrind (~20).
 
 FAULT_BIN  := $(BUILD)/fault/oom $(BUILD)/fault/powercut
 FUZZ_BUILD := build/fuzz
