@@ -296,8 +296,8 @@ const char *sb_error_backend(const sb_error *e);
 /* True when running the same thing again may succeed (busy, serialization,
 ** deadlock, a lost connection before the statement was sent). */
 int sb_error_retryable(const sb_error *e);
-/* True when the connection broke after COMMIT was sent: the transaction
-** may or may not have committed. */
+/* True when the connection broke after COMMIT, or after a statement outside
+** a transaction block (autocommit), was sent: it may have taken effect. */
 int sb_error_unknown_outcome(const sb_error *e);
 /* Free an error returned by sb_conn_open.  NULL is a no-op. */
 void sb_error_free(sb_error *e);
