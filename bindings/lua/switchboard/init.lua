@@ -130,7 +130,7 @@ end
 -- db:transaction(fn [, opts]) --> fn's results after COMMIT | nil, err
 -- fn(tx) runs inside BEGIN .. COMMIT; an error raised in fn rolls back and
 -- is returned; retryable failures (serialization, deadlock, busy) run fn
--- again, up to opts.retries times (default 3).
+-- again, up to opts.retries times (default 3), after a short random pause.
 function DB:transaction(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
@@ -159,6 +159,9 @@ function DB:transaction(fn, opts)
     end
     if not retryable(err) or attempt >= retries then return nil, err end
     attempt = attempt + 1
+    -- jittered exponential backoff (1, 2, 4 .. 100 ms): rivals retrying in
+    -- lockstep would conflict again and again at SERIALIZABLE
+    sb.sleep(math.random() * math.min(0.001 * 2 ^ attempt, 0.1))
   end
 end
 
