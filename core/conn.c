@@ -14,7 +14,7 @@
 
 void sb_options_init(sb_options *o)
 {
-    o->pool = 4;
+    o->pool = 16;
     o->readers = 2;
     o->busy_timeout_ms = 5000;
     o->statement_cache = 64;

@@ -548,6 +548,8 @@ void sb_pg_conn_step(sb_pg_conn *pc, int64_t now)
     case SB_PG_READY:
         ready_step(pc);
         break;
+    default:  /* UNUSED: nothing to do until the pool grows into it */
+        break;
     }
 }
 

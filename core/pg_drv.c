@@ -3,8 +3,9 @@
 ** sb_int.h).
 **
 ** Owns: the driver state (sb_pg_drv), the pending list of requests waiting
-** for a connection, pool scheduling (least in-flight READY connection,
-** pipeline depth capped at SB_PG_DEPTH), sessions (exclusive pinning, with
+** for a connection, pool scheduling (an idle READY connection, else a new
+** one while the pool may grow, else the least busy, pipeline depth capped
+** at SB_PG_DEPTH), sessions (exclusive pinning, with
 ** a reservation so a waiting session is not starved by pooled traffic),
 ** cancel, the driver deadline (reconnect backoff, connect timeouts, queued
 ** requests giving up when no connection comes up), and teardown.
@@ -96,11 +97,11 @@ static int usable(const sb_pg_conn *pc)
     return pc->state == SB_PG_READY && !pc->cancelling;
 }
 
-/* The READY pool connection with the fewest ops in flight, or NULL. */
 /* The least busy usable connection, or NULL to keep the request queued.
 ** While some connections are still connecting, a request waits for one of
-** them rather than queueing behind work on a busy one: a fresh pool would
-** otherwise pipeline a burst onto the one connection that came up first. */
+** them rather than queueing behind work on a busy one: a fresh (or
+** growing) pool would otherwise pipeline a burst onto the one connection
+** that came up first. */
 static sb_pg_conn *pick(sb_pg_drv *d)
 {
     sb_pg_conn *best = NULL;
@@ -113,6 +114,22 @@ static sb_pg_conn *pick(sb_pg_drv *d)
         if (best->depth == 0) return best;
     }
     return best && connecting ? NULL : best;
+}
+
+/* The pool grows on demand: `waiting` requests found no idle connection,
+** so open unused slots until as many are connecting as requests wait (a
+** burst opens several at once; a steady trickle never grows the pool). */
+static void grow(sb_pg_drv *d, int waiting)
+{
+    int connecting = 0;
+    for (int i = 0; i < d->npool; i++) connecting += d->conns[i].state == SB_PG_CONNECTING;
+    int64_t now = sb__now_ms();
+    for (int i = 0; i < d->npool && connecting < waiting; i++) {
+        if (d->conns[i].state != SB_PG_UNUSED) continue;
+        sb_pg_conn_start(&d->conns[i], now);
+        d->nstarted++;
+        connecting++;
+    }
 }
 
 static void send_op(sb_pg_drv *d, sb_pg_conn *pc, sb_pg_op *op)
@@ -168,20 +185,32 @@ static void dispatch(sb_pg_drv *d)
 {
 again:;
     unsigned breaks = d->breaks;
-    int pool_full = 0;
+    int pool_full = 0, waiting = 0;
     sb_pg_op *op = d->pend_head;
     while (op) {
         sb_pg_op *next = op->next;  /* sending never touches the pending list */
-        if (op->sess) {
-            place_session_op(d, op);
+        sb_session *sess = op->sess;
+        if (sess) {
+            place_session_op(d, op);  /* may free op */
+            waiting += !sess->drv && !sess->broken;
         } else if (!pool_full) {
             sb_pg_conn *pc = pick(d);
-            if (pc) send_op(d, pc, op);
-            else pool_full = 1;
+            if (pc && pc->depth > 0 && d->nstarted < d->npool) {
+                waiting++;  /* rather a connection of its own than a place in a pipeline */
+            } else if (pc) {
+                send_op(d, pc, op);
+            } else {
+                pool_full = 1;
+                waiting++;
+            }
+        } else {
+            waiting++;
         }
-        if (pool_full && d->npend_sess == 0) break;
+        /* enough seen: the rest waits too (and counting it changes nothing) */
+        if (pool_full && d->npend_sess == 0 && (d->nstarted == d->npool || waiting >= d->npool)) break;
         op = next;
     }
+    if (waiting && d->nstarted < d->npool) grow(d, waiting);
     /* a connection broke while sending: its session's queued ops fail now */
     if (d->breaks != breaks && d->npend_sess) goto again;
 }
@@ -267,7 +296,7 @@ static int pg_open(sb_conn *c, const char *target, sb_error **err)
     sb_pg_drv *d = sb__calloc(1, sizeof *d);
     if (!d) goto oom;
     d->c = c;
-    d->npool = c->opts.pool > 0 ? c->opts.pool : 4;
+    d->npool = c->opts.pool > 0 ? c->opts.pool : 16;
     if (d->npool > SB_PG_MAX_POOL) d->npool = SB_PG_MAX_POOL;
     d->prepare = c->opts.prepare != 0;
     d->cache_cap = c->opts.statement_cache > 0 ? c->opts.statement_cache : 0;
@@ -283,18 +312,19 @@ static int pg_open(sb_conn *c, const char *target, sb_error **err)
         sb_pg_conn *pc = &d->conns[i];
         pc->d = d;
         pc->fd = -1;
-        pc->state = SB_PG_DOWN;
+        pc->state = SB_PG_UNUSED;
         pc->backoff = SB_PG_BACKOFF_MIN;
         if (sb_pg_cache_init(&pc->cache, d->prepare ? d->cache_cap : 0) != SB_OK) goto oom;
     }
     PQconninfoFree(opts);
     opts = NULL;
     c->drvdata = d;
-    /* all attempts start now; requests submitted meanwhile wait for them.
-    ** A server that is down is no reason to fail here, but settings libpq
+    /* one connection opens now (the pool grows as load needs: grow());
+    ** requests submitted meanwhile wait for it.  A server that is down is no reason to fail here, but settings libpq
     ** rejects before connecting (sslmode=bogus, ...) are: the first attempt
     ** tells which. */
     sb_pg_conn_start(&d->conns[0], now);
+    d->nstarted = 1;
     if (d->conns[0].state == SB_PG_DOWN && rejected_settings(d->lasterr)) {
         char clean[300];
         sb_pg_scrub_parse(d->lasterr, target, clean, sizeof clean);
@@ -304,7 +334,6 @@ static int pg_open(sb_conn *c, const char *target, sb_error **err)
         drv_free(d);
         return SB_ERR;
     }
-    for (int i = 1; i < d->npool; i++) sb_pg_conn_start(&d->conns[i], now);
     return SB_OK;
 oom:
     if (opts) PQconninfoFree(opts);

@@ -100,7 +100,8 @@ void sb_pg_cache_remove(sb_pg_cache *k, sb_pg_stmt *st);  /* unlinks and frees *
 sb_pg_stmt *sb_pg_cache_victim(sb_pg_cache *k);
 
 /* --------------------------------------------------------- connections */
-enum { SB_PG_DOWN, SB_PG_CONNECTING, SB_PG_READY };
+/* UNUSED: a slot of the pool not opened yet (the pool grows on demand). */
+enum { SB_PG_DOWN, SB_PG_CONNECTING, SB_PG_READY, SB_PG_UNUSED };
 
 struct sb_pg_conn {
     sb_pg_drv *d;
@@ -152,6 +153,7 @@ struct sb_pg_drv {
     char *conninfo;          /* the target as given: secret, never shown */
     char *password;          /* password= of the conninfo (for scrubbing) */
     int npool, prepare, cache_cap, connect_timeout;
+    int nstarted;            /* slots opened so far (the rest UNUSED) */
     sb_pg_conn *conns;
     sb_pg_op *pend_head, *pend_tail;  /* waiting for a connection, in order */
     int npend_sess;          /* of them, pinned to a session */

@@ -88,7 +88,8 @@ typedef struct sb_error sb_error;      /* a structured error */
 ** you need.  Fields that a backend does not use are ignored by it.
 */
 typedef struct sb_options {
-    int pool;             /* PostgreSQL: connections in the pool (4) */
+    int pool;             /* PostgreSQL: most connections in the pool (16);
+                             opened one by one as load needs them */
     int readers;          /* SQLite: reader connections/threads (2) */
     int busy_timeout_ms;  /* SQLite: busy_timeout (5000) */
     int statement_cache;  /* prepared statements kept per connection (64) */

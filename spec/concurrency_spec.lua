@@ -71,6 +71,33 @@ helpers.pg_only(function(backend)
     end)
   end)
 
+  describe("the pool grows on demand", function()
+    -- the backends of one db, told apart by application_name
+    local function backends(db, app)
+      local row = assert(db:first("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", app))
+      return row.n
+    end
+
+    it("opens one connection, keeps one for a trickle, and grows to `pool` for a burst", function()
+      local app = "sbgrow" .. tostring(os.time()) .. math.random(1000000)
+      local sep = backend.url:find("?", 1, true) and "&" or "?"
+      local db = helpers.open(backend, { pool = 6 }, backend.url .. sep .. "application_name=" .. app)
+      local probe = helpers.open(backend)
+      assert.are.equal(1, backends(probe, app))
+      for i = 1, 50 do assert.are.equal(i, db:first("SELECT $1::int AS i", i).i) end  -- one at a time
+      assert.are.equal(1, backends(probe, app), "a serial trickle grew the pool")
+      local fns = {}
+      for i = 1, 12 do fns[i] = function() assert(db:first("SELECT pg_sleep(0.2) AS s")) end end
+      local t0 = helpers.now()
+      helpers.run_tasks(table.unpack(fns))
+      local dt = helpers.now() - t0
+      helpers.log("postgresql: pool grown from 1 to %d connections by 12 x pg_sleep(0.2): %.3f s (one connection: 2.4 s)",
+        backends(probe, app), dt)
+      assert.are.equal(6, backends(probe, app))
+      assert.is_true(dt < helpers.T(1.2), string.format("took %.3f s", dt))
+    end)
+  end)
+
   describe("two databases in one scheduler", function()
     it("a PostgreSQL sleep and a slow SQLite read overlap", function()
       local pg = helpers.open(backend)

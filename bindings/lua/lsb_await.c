@@ -17,8 +17,10 @@
 #include "lsb.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static char TASKS_KEY;   /* registry: weak-keyed set of scheduler tasks */
+static char TAGS_KEY;    /* registry: the tag pool (below) */
 static char MODULE_KEY;  /* registry: the switchboard module table */
 static char AWAIT_KEY;   /* its address marks the scheduler's yields */
 
@@ -28,15 +30,71 @@ typedef struct pending {
     sb_req *req;
     lsb_tx *tx;  /* the transaction this request runs in, or NULL */
     int mode;
+    lua_Integer tag;  /* MODE_TASK: its scheduler tag, else 0 */
 } pending;
 
-static int pending_gc(lua_State *L)
+/*
+** Scheduler tags are small integers, reused: the scheduler's tables keyed
+** by tag stay in their array part (pointer keys made them rehash all the
+** time).  A tag is taken when a task submits and given back when the
+** request is done with (finish) or its anchor is collected; the scheduler
+** forgets a tag before it resumes the task, so it is never in use twice.
+** The pool is a userdata in the registry: { next unused, free stack }.
+*/
+typedef struct tagpool {
+    lua_Integer next;  /* tags 1..next-1 were handed out at least once */
+    size_t nfree, cap;
+    lua_Integer free[];
+} tagpool;
+
+static tagpool *tags_get(lua_State *L)
 {
-    pending *p = lua_touserdata(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &TAGS_KEY);
+    tagpool *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);  /* the registry keeps it */
+    return t;
+}
+
+static tagpool *tags_new(lua_State *L, size_t cap, const tagpool *old)
+{
+    tagpool *t = lua_newuserdatauv(L, sizeof *t + cap * sizeof t->free[0], 0);
+    t->next = old ? old->next : 1;
+    t->nfree = old ? old->nfree : 0;
+    t->cap = cap;
+    if (old) memcpy(t->free, old->free, old->nfree * sizeof t->free[0]);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &TAGS_KEY);
+    return t;
+}
+
+static lua_Integer tag_take(lua_State *L)
+{
+    tagpool *t = tags_get(L);
+    if (t->nfree) return t->free[--t->nfree];
+    if (t->next - 1 == (lua_Integer)t->cap) t = tags_new(L, t->cap * 2, t);  /* room for its return */
+    return t->next++;
+}
+
+static void tag_give(lua_State *L, lua_Integer tag)
+{
+    tagpool *t = tags_get(L);
+    if (t) t->free[t->nfree++] = tag;  /* cap >= tags handed out */
+}
+
+static void pending_release(lua_State *L, pending *p)
+{
     if (p->req) {
         sb_req_free(p->req);  /* cancels it if still running */
         p->req = NULL;
     }
+    if (p->tag) {
+        tag_give(L, p->tag);
+        p->tag = 0;
+    }
+}
+
+static int pending_gc(lua_State *L)
+{
+    pending_release(L, lua_touserdata(L, 1));
     return 0;
 }
 
@@ -80,8 +138,7 @@ static int finish(lua_State *L, int aidx, lsb_kind kind)
     sb_req *r = p->req;
     lua_getiuservalue(L, aidx, 1);  /* the db */
     int n = push_outcome(L, r, lua_gettop(L), kind, p->tx);
-    p->req = NULL;
-    sb_req_free(r);
+    pending_release(L, p);
     return n;
 }
 
@@ -110,7 +167,7 @@ static int await(lua_State *L, int aidx, lsb_kind kind)
         if (p->mode == MODE_TASK) {
             lua_pushlightuserdata(L, &AWAIT_KEY);
             lua_insert(L, -2);
-            lua_pushinteger(L, (lua_Integer)(uintptr_t)p->req);
+            lua_pushinteger(L, p->tag);
             return lua_yieldk(L, 3, ctx, await_k);
         }
         lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
@@ -160,6 +217,7 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     p->req = NULL;
     p->tx = tx;
     p->mode = mode;
+    p->tag = 0;
     luaL_setmetatable(L, LSB_PENDING);
     lua_pushvalue(L, dbidx);
     lua_setiuservalue(L, -2, 1);
@@ -169,7 +227,10 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     if (mode == MODE_POLLER) q->flags |= SB_Q_WAKE;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
-    if (mode == MODE_TASK) sb_req_set_tag(p->req, (uintptr_t)p->req);
+    if (mode == MODE_TASK) {
+        p->tag = tag_take(L);
+        sb_req_set_tag(p->req, (uintptr_t)p->tag);
+    }
     return await(L, aidx, kind);
 }
 
@@ -206,6 +267,7 @@ void lsb_register_await(lua_State *L)
     lua_pushcfunction(L, pending_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
+    tags_new(L, 64, NULL);
     lua_newtable(L);  /* until _bind: no tasks */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     /* the marker the scheduler compares yields against (module field AWAIT) */

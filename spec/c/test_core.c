@@ -17,7 +17,7 @@ TEST(options_defaults)
     sb_options o;
     memset(&o, 0x5a, sizeof o);
     sb_options_init(&o);
-    CHECK_INT(o.pool, ==, 4);
+    CHECK_INT(o.pool, ==, 16);
     CHECK_INT(o.readers, ==, 2);
     CHECK_INT(o.busy_timeout_ms, ==, 5000);
     CHECK_INT(o.statement_cache, ==, 64);
