@@ -3,12 +3,13 @@
 **
 ** Owns: opening the writer and reader connections (WAL, busy handler,
 ** synchronous, foreign keys), routing requests (reader / writer / session
-** pin / inline fast path), the per-connection statement cache, parameter
-** binding, result building, mapping SQLite result codes to sb_error, and
-** the owner-side ends of cancel, session_close and close.
+** pin / inline fast path), and the owner-side ends of cancel,
+** session_close and close.
 **
-** Does not own: threads and queues (sqlite_worker.c), request objects
-** (req.c), results and errors (result.c, error.c), the pollable fd (wake.c).
+** Does not own: running a statement on a connection (sqlite_exec.c), the
+** LRU maps (sqlite_lru.c), threads and queues (sqlite_worker.c), request
+** objects (req.c), results and errors (result.c, error.c), the pollable fd
+** (wake.c).
 **
 ** Routing, in one place (drv_submit() and to_writer()):
 **   - Requests of a session always run on the writer, in order.  The first
@@ -42,411 +43,10 @@
 #include <string.h>
 
 #define MAX_READERS 64
-#define MAX_CACHE 65536
 #define RO_CAP 1024      /* SQL texts remembered by d->ro */
 #define SPARE_JOBS 64    /* free jobs kept for reuse */
 
 enum { INLINE_BLOCK = 1, INLINE_NOWAIT = 2 };  /* how a request may run inline */
-
-/* ============================================================= LRU map */
-
-
-/* cap <= 0: a map that holds nothing.  SB_ERR on OOM. */
-static int lru_init(sb_sqlite_lru *m, int cap)
-{
-    memset(m, 0, sizeof *m);
-    if (cap <= 0) return SB_OK;
-    if (cap > MAX_CACHE) cap = MAX_CACHE;
-    size_t nb = 8;
-    while (nb < (size_t)cap * 2) nb <<= 1;
-    m->b = sb__calloc(nb, sizeof *m->b);
-    if (!m->b) return SB_ERR;
-    m->nb = nb;
-    m->cap = cap;
-    return SB_OK;
-}
-
-static void list_unlink(sb_sqlite_lru *m, sb_sqlite_ent *e)
-{
-    if (e->prev) e->prev->next = e->next;
-    else m->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else m->tail = e->prev;
-}
-
-static void list_front(sb_sqlite_lru *m, sb_sqlite_ent *e)
-{
-    e->prev = NULL;
-    e->next = m->head;
-    if (m->head) m->head->prev = e;
-    else m->tail = e;
-    m->head = e;
-}
-
-/* The entry for key, made most recent; NULL if absent. */
-static sb_sqlite_ent *lru_get(sb_sqlite_lru *m, uint64_t hash, const char *key, size_t len)
-{
-    if (!m->b) return NULL;
-    for (sb_sqlite_ent *e = m->b[hash & (m->nb - 1)]; e; e = e->hnext) {
-        if (e->hash == hash && e->len == len && memcmp(e->key, key, len) == 0) {
-            if (m->head != e) {
-                list_unlink(m, e);
-                list_front(m, e);
-            }
-            return e;
-        }
-    }
-    return NULL;
-}
-
-/* Drop e, finalizing its statement. */
-static void lru_evict(sb_sqlite_lru *m, sb_sqlite_ent *e)
-{
-    sb_sqlite_ent **pp = &m->b[e->hash & (m->nb - 1)];
-    while (*pp != e) pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    list_unlink(m, e);
-    m->n--;
-    sqlite3_finalize(e->st);
-    sb__free(e);
-}
-
-/* Add key (absent) as the most recent entry, evicting the least recent
-** beyond cap.  NULL when the map holds nothing or on OOM (the caller then
-** just does not cache). */
-static sb_sqlite_ent *lru_put(sb_sqlite_lru *m, uint64_t hash, const char *key, size_t len,
-                              sqlite3_stmt *st, int ro)
-{
-    if (!m->b) return NULL;
-    sb_sqlite_ent *e = sb__malloc(sizeof *e + len + 1);
-    if (!e) return NULL;
-    e->hash = hash;
-    e->st = st;
-    e->ro = ro;
-    e->len = len;
-    memcpy(e->key, key, len);
-    e->key[len] = '\0';
-    sb_sqlite_ent **b = &m->b[hash & (m->nb - 1)];
-    e->hnext = *b;
-    *b = e;
-    list_front(m, e);
-    if (++m->n > m->cap) lru_evict(m, m->tail);
-    return e;
-}
-
-static void lru_free(sb_sqlite_lru *m)
-{
-    sb_sqlite_ent *e = m->head;
-    while (e) {
-        sb_sqlite_ent *next = e->next;
-        sqlite3_finalize(e->st);
-        sb__free(e);
-        e = next;
-    }
-    sb__free(m->b);
-    memset(m, 0, sizeof *m);
-}
-
-/* ============================================================== errors */
-
-static sb_error *oom(void)
-{
-    return sb__error_new(SB_E_OTHER, "53200", SB_BACKEND_CORE, "out of memory", NULL);
-}
-
-/* SQLite (extended) result code + message -> sb_error. */
-static sb_error *map_error(int x, const char *msg)
-{
-    sb_errclass cls = SB_E_OTHER;
-    const char *state = "XX000";
-    switch (x & 0xff) {
-    case SQLITE_CONSTRAINT:
-        switch (x) {
-        case SQLITE_CONSTRAINT_UNIQUE:
-        case SQLITE_CONSTRAINT_PRIMARYKEY: state = "23505"; break;
-        case SQLITE_CONSTRAINT_NOTNULL: state = "23502"; break;
-        case SQLITE_CONSTRAINT_FOREIGNKEY: state = "23503"; break;
-        case SQLITE_CONSTRAINT_CHECK: state = "23514"; break;
-        default: state = "23000"; break;
-        }
-        cls = sb__class_from_sqlstate(state);
-        break;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: cls = SB_E_BUSY; state = "55P03"; break;
-    case SQLITE_ERROR:
-        if (strstr(msg, "syntax error") || strstr(msg, "incomplete input")) state = "42601";
-        else if (strstr(msg, "no such table")) state = "42P01";
-        else if (strstr(msg, "no such column")) state = "42703";
-        else if (strstr(msg, "no such function")) state = "42883";
-        else if (strstr(msg, "ambiguous column name")) state = "42702";
-        else state = "42000";
-        cls = SB_E_SYNTAX;
-        break;
-    case SQLITE_INTERRUPT: cls = SB_E_TIMEOUT; state = "57014"; break;
-    case SQLITE_MISUSE: cls = SB_E_MISUSE; state = "55000"; break;
-    case SQLITE_RANGE: cls = SB_E_MISUSE; state = "22023"; break;
-    case SQLITE_NOMEM: state = "53200"; break;
-    case SQLITE_IOERR: state = "58030"; break;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: state = "XX001"; break;
-    case SQLITE_FULL: state = "53100"; break;
-    case SQLITE_CANTOPEN: state = "58030"; break;
-    case SQLITE_READONLY: state = "25006"; break;
-    case SQLITE_TOOBIG: state = "54000"; break;
-    case SQLITE_MISMATCH: state = "42804"; break;
-    case SQLITE_AUTH:
-    case SQLITE_PERM: state = "42501"; break;
-    default: break;
-    }
-    return sb__error_new(cls, state, "sqlite", msg, NULL);
-}
-
-/* The error of a call on h that returned rc. */
-static sb_error *db_error(sqlite3 *h, int rc)
-{
-    int x = sqlite3_extended_errcode(h);
-    if ((x & 0xff) != (rc & 0xff)) return map_error(rc, sqlite3_errstr(rc));
-    return map_error(x, sqlite3_errmsg(h));
-}
-
-static sb_error *misuse(const char *msg)
-{
-    return sb__error_new(SB_E_MISUSE, "42601", "sqlite", msg, NULL);
-}
-
-/* ====================================================== run a statement */
-
-/* Only whitespace, ';' and comments in p..end? */
-static int only_space(const char *p, const char *end)
-{
-    while (p < end) {
-        char ch = *p;
-        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v' ||
-            ch == ';') {
-            p++;
-        } else if (ch == '-' && p + 1 < end && p[1] == '-') {
-            while (p < end && *p != '\n') p++;
-        } else if (ch == '/' && p + 1 < end && p[1] == '*') {
-            for (p += 2; p + 1 < end && !(p[0] == '*' && p[1] == '/'); p++) {}
-            p = p + 1 < end ? p + 2 : end;  /* SQLite accepts an unterminated one */
-        } else {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Prepare the one statement of sql[0..len) (NUL-terminated).  Leading
-** empty statements are skipped; anything but space/comments after the
-** statement, or no statement at all, is an error. */
-static int prepare(sb_sqlite_slot *s, const char *sql, size_t len, sqlite3_stmt **out,
-                   sb_error **err)
-{
-    const char *p = sql, *end = sql + len, *tail = NULL;
-    sqlite3_stmt *st = NULL;
-    unsigned flags = s->cache.cap > 0 ? SQLITE_PREPARE_PERSISTENT : 0;
-    if (len >= 0x7fffffff) {
-        *err = sb__error_new(SB_E_MISUSE, "54000", "sqlite", "statement too long", NULL);
-        return SB_ERR;
-    }
-    for (;;) {
-        /* nByte includes the NUL terminator: SQLite can then skip a copy */
-        int rc = sqlite3_prepare_v3(s->h, p, (int)(end - p) + 1, flags, &st, &tail);
-        if (rc != SQLITE_OK) {
-            *err = db_error(s->h, rc);
-            return SB_ERR;
-        }
-        if (st) break;
-        if (!tail || tail <= p || only_space(tail, end)) {
-            *err = misuse("empty query: no SQL statement");
-            return SB_ERR;
-        }
-        p = tail;
-    }
-    if (tail && !only_space(tail, end)) {
-        sqlite3_finalize(st);
-        *err = misuse("multiple statements in one query are not allowed");
-        return SB_ERR;
-    }
-    *out = st;
-    return SB_OK;
-}
-
-/* Bind v[0..n) to ?1..?n.  Indexes the statement does not have are skipped
-** (conn.c checked the highest $N; gaps are legal).  The bytes belong to the
-** request, which outlives the statement's use: SQLITE_STATIC. */
-static int bind(sqlite3_stmt *st, const sb_value *v, int n)
-{
-    int np = sqlite3_bind_parameter_count(st);
-    if (np > n) np = n;
-    for (int i = 0; i < np; i++) {
-        int rc;
-        switch (v[i].type) {
-        case SB_NULL: rc = sqlite3_bind_null(st, i + 1); break;
-        case SB_BOOL: rc = sqlite3_bind_int(st, i + 1, v[i].u.b ? 1 : 0); break;
-        case SB_INT: rc = sqlite3_bind_int64(st, i + 1, v[i].u.i); break;
-        case SB_FLOAT: rc = sqlite3_bind_double(st, i + 1, v[i].u.f); break;
-        case SB_TEXT:
-            rc = sqlite3_bind_text64(st, i + 1, v[i].u.s.p ? v[i].u.s.p : "", v[i].u.s.len,
-                                     SQLITE_STATIC, SQLITE_UTF8);
-            break;
-        case SB_BLOB:  /* a NULL pointer would bind SQL NULL */
-            rc = v[i].u.s.len ? sqlite3_bind_blob64(st, i + 1, v[i].u.s.p, v[i].u.s.len, SQLITE_STATIC)
-                              : sqlite3_bind_zeroblob(st, i + 1, 0);
-            break;
-        default: rc = SQLITE_MISMATCH; break;
-        }
-        if (rc != SQLITE_OK) return rc;
-    }
-    return SQLITE_OK;
-}
-
-/* Append the current row of st to res.  SB_ERR on OOM (ours or SQLite's). */
-static int add_row(sqlite3_stmt *st, sb_result *res, int ncol)
-{
-    sb_value *row = sb__result_add_row(res);
-    if (!row) return SB_ERR;
-    for (int i = 0; i < ncol; i++) {
-        const void *p;
-        switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER:
-            row[i].type = SB_INT;
-            row[i].u.i = sqlite3_column_int64(st, i);
-            break;
-        case SQLITE_FLOAT:
-            row[i].type = SB_FLOAT;
-            row[i].u.f = sqlite3_column_double(st, i);
-            break;
-        case SQLITE_TEXT:
-            p = sqlite3_column_text(st, i);
-            if (!p || sb__result_bytes(res, &row[i], SB_TEXT, p, (size_t)sqlite3_column_bytes(st, i)) != SB_OK)
-                return SB_ERR;
-            break;
-        case SQLITE_BLOB:
-            p = sqlite3_column_blob(st, i);  /* NULL for a zero-length blob */
-            if (!p && sqlite3_errcode(sqlite3_db_handle(st)) == SQLITE_NOMEM) return SB_ERR;
-            if (sb__result_bytes(res, &row[i], SB_BLOB, p ? p : "", (size_t)sqlite3_column_bytes(st, i)) != SB_OK)
-                return SB_ERR;
-            break;
-        default:
-            break;  /* SB_NULL already */
-        }
-    }
-    return SB_OK;
-}
-
-/* An empty result with st's column names. */
-static sb_result *new_result(sqlite3_stmt *st, int ncol)
-{
-    sb_result *res = sb__result_new(ncol);
-    if (!res) return NULL;
-    for (int i = 0; i < ncol; i++) {
-        const char *name = sqlite3_column_name(st, i);
-        if (!name || sb__result_colname(res, i, name, strlen(name)) != SB_OK) {
-            sb__result_free(res);
-            return NULL;
-        }
-    }
-    return res;
-}
-
-/*
-** May st run on a reader?  sqlite3_stmt_readonly() is also true for
-** BEGIN/COMMIT/SAVEPOINT/ATTACH and setting PRAGMAs, which change the
-** connection they run on: those return no columns, so "returns columns"
-** excludes them.  Functions that read the connection's own state
-** (last_insert_rowid(), changes()) must see the writer.
-*/
-static int is_read_only(sqlite3_stmt *st, const char *sql)
-{
-    return sqlite3_stmt_readonly(st) && sqlite3_column_count(st) > 0 &&
-           !strcasestr(sql, "last_insert_rowid") && !strcasestr(sql, "changes");
-}
-
-/*
-** Run r on slot s (the caller is s's runner).  *ro gets what the
-** statement is (-1 if it did not prepare).  With `probe` (s is a reader
-** trying unknown SQL) a statement that is not read-only, or does not
-** prepare, is not run: SB_SQLITE_BOUNCED, nothing in *res / *err.
-*/
-static int exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
-                sb_result **res_out, sb_error **err_out, int *ro_out)
-{
-    sqlite3 *h = s->h;
-    sqlite3_stmt *st;
-    sb_error *err = NULL;
-    int ro, owned = 0;  /* owned: not in the cache, finalize after use */
-
-    *ro_out = -1;
-    sb_sqlite_ent *e = lru_get(&s->cache, hash, r->sql, r->sql_len);
-    if (e) {
-        st = e->st;
-        ro = *ro_out = e->ro;
-        if (probe && !ro) return SB_SQLITE_BOUNCED;
-    } else {
-        if (prepare(s, r->sql, r->sql_len, &st, &err) != SB_OK) {
-            if (probe) {
-                sb_error_free(err);
-                return SB_SQLITE_BOUNCED;  /* the writer gives the real answer */
-            }
-            *err_out = err;
-            return SB_SQLITE_RAN;
-        }
-        ro = *ro_out = is_read_only(st, r->sql);
-        if (probe && !ro) {  /* never cache writes on a reader */
-            sqlite3_finalize(st);
-            return SB_SQLITE_BOUNCED;
-        }
-        if (!lru_put(&s->cache, hash, r->sql, r->sql_len, st, ro)) owned = 1;
-    }
-
-    sb_result *res = NULL;
-    int rc = bind(st, r->params, r->nparams);
-    if (rc != SQLITE_OK) {
-        err = db_error(h, rc);
-    } else {
-        int64_t before = sqlite3_total_changes64(h), nrows = 0;
-        rc = sqlite3_step(st);
-        /* columns only now: step re-prepares a cached statement after a
-        ** schema change (SELECT * may have gained a column) */
-        int ncol = sqlite3_column_count(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) err = db_error(h, rc);
-        else if (!(res = new_result(st, ncol))) err = oom();
-        for (; !err && rc == SQLITE_ROW; rc = sqlite3_step(st)) {
-            if (add_row(st, res, ncol) != SB_OK) err = oom();
-            nrows++;
-        }
-        if (!err && rc != SQLITE_DONE) err = db_error(h, rc);
-        if (!err)
-            sb__result_set_affected(res, ro ? nrows
-                                         : sqlite3_total_changes64(h) != before ? sqlite3_changes64(h) : 0);
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (owned) sqlite3_finalize(st);
-    if (err) {
-        sb__result_free(res);
-        res = NULL;
-    }
-    *res_out = res;
-    *err_out = err;
-    return SB_SQLITE_RAN;
-}
-
-/* Give the writer back clean: roll back what a session left open. */
-static void rollback_open(sb_sqlite_slot *s)
-{
-    if (!sqlite3_get_autocommit(s->h)) (void)sqlite3_exec(s->h, "ROLLBACK", NULL, NULL, NULL);
-}
-
-void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j)
-{
-    if (!j->r) {
-        rollback_open(s);
-        return;
-    }
-    j->bounced = exec(s, j->r, j->hash, j->probe, &j->res, &j->err, &j->ro) == SB_SQLITE_BOUNCED;
-}
 
 /* ===================================================== owner-side jobs */
 
@@ -514,19 +114,19 @@ static void fail(sb_req *r, sb_errclass cls, const char *closed_msg)
 static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb_sqlite_slot *s)
 {
     if (ro < 0 || (ro && s->idx == 0) || !d->rpool.nslots) return;
-    sb_sqlite_ent *e = lru_get(&d->ro, hash, r->sql, r->sql_len);
+    sb_sqlite_ent *e = sb_sqlite_lru_get(&d->ro, hash, r->sql, r->sql_len);
     if (e) e->ro = ro;
-    else (void)lru_put(&d->ro, hash, r->sql, r->sql_len, NULL, ro);
+    else (void)sb_sqlite_lru_put(&d->ro, hash, r->sql, r->sql_len, NULL, ro);
 }
 
 /* ============================================================= routing */
 
-/* Queue r (or its job j) on pool p.  probe: see exec(). */
+/* Queue r (or its job j) on pool p.  probe: see sb_sqlite_exec(). */
 static void dispatch(sb_sqlite *d, sb_sqlite_pool *p, sb_req *r, uint64_t hash, int probe,
                      sb_sqlite_job *j)
 {
     if (!(j = job_for(d, j, r, hash, probe))) {
-        done(d, NULL, r, NULL, oom());
+        done(d, NULL, r, NULL, sb_sqlite_oom());
         return;
     }
     sb_sqlite_pool_push(p, j);
@@ -545,7 +145,7 @@ static int run_inline(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash,
     sb_error *err = NULL;
     int ro;
     s->nowait = nowait;
-    int out = exec(s, r, hash, probe, &res, &err, &ro);
+    int out = sb_sqlite_exec(s, r, hash, probe, &res, &err, &ro);
     s->nowait = 0;
     sb_sqlite_slot_release(s);
     if (!known) learn(d, r, hash, ro, s);
@@ -571,7 +171,7 @@ static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, 
     sb_sqlite_slot *w;
     if (!writer_free(d, r->session)) {
         if (!(j = job_for(d, j, r, hash, 0))) {
-            done(d, NULL, r, NULL, oom());
+            done(d, NULL, r, NULL, sb_sqlite_oom());
             return;
         }
         sb_sqlite_jq_push(&d->wait, j);  /* j->pool == NULL: waiting */
@@ -580,7 +180,7 @@ static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, 
     if (r->session && !d->pin) {
         if (!d->release && !(d->release = job_new(d))) {
             if (j) job_free(d, j);
-            done(d, NULL, r, NULL, oom());
+            done(d, NULL, r, NULL, sb_sqlite_oom());
             return;
         }
         d->pin = r->session;
@@ -638,7 +238,7 @@ static void drv_submit(sb_conn *c, sb_req *r)
 
     int known = 0;
     if (d->rpool.nslots && !r->session) {
-        sb_sqlite_ent *e = lru_get(&d->ro, hash, r->sql, r->sql_len);
+        sb_sqlite_ent *e = sb_sqlite_lru_get(&d->ro, hash, r->sql, r->sql_len);
         known = e != NULL;
         if (!e || e->ro) {
             int probe = !e;
@@ -756,7 +356,7 @@ static void drv_session_close(sb_conn *c, sb_session *sess)
     ** its turn, so nothing can slip in between). */
     sb_sqlite_slot *w = sb_sqlite_pool_claim(&d->wpool);
     if (w) {
-        rollback_open(w);
+        sb_sqlite_rollback_open(w);
         sb_sqlite_slot_release(w);
     } else {
         j = d->release;  /* allocated when the pin was taken */
@@ -807,11 +407,11 @@ static void teardown(sb_sqlite *d)
     close_queue(&d->done);
     /* readers first: the writer, closing last, checkpoints and removes the WAL */
     for (int i = d->nslots - 1; i >= 0; i--) {
-        lru_free(&d->slots[i].cache);
+        sb_sqlite_lru_free(&d->slots[i].cache);
         sqlite3_close_v2(d->slots[i].h);
     }
     sb__free(d->slots);
-    lru_free(&d->ro);
+    sb_sqlite_lru_free(&d->ro);
     sb__free(d->release);
     while (d->spare) {
         sb_sqlite_job *j = d->spare;
@@ -842,7 +442,7 @@ static int is_private(const char *t)
 static sb_error *open_error(sqlite3 *h, int rc)
 {
     const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
-    if (rc == SQLITE_NOMEM) return oom();
+    if (rc == SQLITE_NOMEM) return sb_sqlite_oom();
     return sb__error_fmt(SB_E_CONNECTION, "08006", "sqlite", "cannot open database: %s", msg);
 }
 
@@ -853,8 +453,8 @@ static int slot_open(sb_sqlite *d, int idx, const char *target, int flags, sb_er
     s->idx = idx;
     s->busy_ms = d->c->opts.busy_timeout_ms > 0 ? d->c->opts.busy_timeout_ms : 0;
     atomic_init(&s->intr, 0);
-    if (lru_init(&s->cache, d->c->opts.statement_cache) != SB_OK) {
-        *err = oom();
+    if (sb_sqlite_lru_init(&s->cache, d->c->opts.statement_cache) != SB_OK) {
+        *err = sb_sqlite_oom();
         return SB_ERR;
     }
     if (strncmp(target, "file:", 5) == 0) flags |= SQLITE_OPEN_URI;
@@ -905,7 +505,7 @@ static int drv_open(sb_conn *c, const char *target, sb_error **err)
 
     sb_sqlite *d = sb__calloc(1, sizeof *d);
     if (!d) {
-        *err = oom();
+        *err = sb_sqlite_oom();
         return SB_ERR;
     }
     d->c = c;
@@ -915,8 +515,8 @@ static int drv_open(sb_conn *c, const char *target, sb_error **err)
         return SB_ERR;
     }
     d->cmu_init = 1;
-    if (lru_init(&d->ro, RO_CAP) != SB_OK || !(d->slots = sb__calloc((size_t)readers + 1, sizeof *d->slots))) {
-        *err = oom();
+    if (sb_sqlite_lru_init(&d->ro, RO_CAP) != SB_OK || !(d->slots = sb__calloc((size_t)readers + 1, sizeof *d->slots))) {
+        *err = sb_sqlite_oom();
         goto fail;
     }
     d->nslots = 1;

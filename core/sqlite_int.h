@@ -144,7 +144,29 @@ typedef struct sb_sqlite {
     sb_sqlite_jq done;
 } sb_sqlite;
 
-/* -------------------------------------------------- sqlite_drv.c exports */
+/* -------------------------------------------------- sqlite_lru.c */
+/* cap <= 0: a map that holds nothing.  SB_ERR on OOM. */
+int sb_sqlite_lru_init(sb_sqlite_lru *m, int cap);
+/* The entry for key, made most recent; NULL if absent. */
+sb_sqlite_ent *sb_sqlite_lru_get(sb_sqlite_lru *m, uint64_t hash, const char *key, size_t len);
+/* Add key (absent) as the most recent entry, evicting the least recent
+** beyond cap.  NULL when the map holds nothing or on OOM (the caller then
+** just does not cache). */
+sb_sqlite_ent *sb_sqlite_lru_put(sb_sqlite_lru *m, uint64_t hash, const char *key, size_t len,
+                                 sqlite3_stmt *st, int ro);
+void sb_sqlite_lru_free(sb_sqlite_lru *m);
+
+/* -------------------------------------------------- sqlite_exec.c */
+sb_error *sb_sqlite_oom(void);
+/* Run r on slot s (the caller is s's runner).  *ro gets what the
+** statement is (-1 if it did not prepare).  With `probe` (s is a reader
+** trying unknown SQL) a statement that is not read-only, or does not
+** prepare, is not run: SB_SQLITE_BOUNCED, nothing in *res / *err;
+** otherwise SB_SQLITE_RAN with a result or an error. */
+int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
+                   sb_result **res, sb_error **err, int *ro);
+/* Give the writer back clean: roll back what a session left open. */
+void sb_sqlite_rollback_open(sb_sqlite_slot *s);
 /* Run job j's request on slot s (the caller is s's runner).  Fills
 ** j->res / j->err / j->ro / j->bounced.  A release job (r == NULL) rolls
 ** back an open transaction.  Never touches owner-only state. */

@@ -6,7 +6,7 @@
 **
 ** Owns: thread start/stop/join, queue manipulation under the pool mutex,
 ** and the eventfd signal for completions.  Does not own: what a job does
-** (sb_sqlite_run in sqlite_drv.c) or finishing requests (owner thread).
+** (sb_sqlite_run in sqlite_exec.c) or finishing requests (owner thread).
 ** See sqlite_int.h for the locking rules.
 */
 #include "sqlite_int.h"

@@ -72,6 +72,8 @@ build = {
             "core/result.c",
             "core/sql.c",
             "core/sqlite_drv.c",
+            "core/sqlite_exec.c",
+            "core/sqlite_lru.c",
             "core/sqlite_worker.c",
             "core/url.c",
             "core/wake.c",
