@@ -15,7 +15,8 @@
 --
 -- Usage: lua5.4 bench/cell.lua --backend sqlite|postgresql --db FILE
 --          --impl sb|luasql|luadbi --tasks N --op NAME --secs S --warm S
---          --max N --base ID [--warmops N]   (PostgreSQL: $SB_TEST_PG_URL)
+--          --max N --base ID [--warmops N] [--pgdb NAME]
+--          (PostgreSQL: $SB_TEST_PG_URL, with database NAME if given)
 -- --warmops N makes the warm-up exactly N operations, whatever the time
 -- (bench/profile.lua: equal start-up costs in runs it subtracts).
 
@@ -37,9 +38,11 @@ end
 
 local a = parse(arg)
 local target = a.backend == "sqlite" and a.db or assert(os.getenv("SB_TEST_PG_URL"), "SB_TEST_PG_URL not set")
+if a.backend ~= "sqlite" and a.pgdb then target = require("lib.pgurl").with_dbname(target, a.pgdb) end
 local peer = require("peers." .. a.impl)
 local h = peer.open(a.backend, target)
-local op = assert(peer.ops(h, a.backend, a.base)[a.op], "no such op for this peer: " .. tostring(a.op))
+local op = assert(peer.ops(h, a.backend, a.base, a.op == "routing" and "routing" or nil)[a.op],
+  "no such op for this peer: " .. tostring(a.op))
 
 local k = 0
 local first_error

@@ -10,7 +10,9 @@
 --
 -- Placeholders are $1..$n and every $n first appears in increasing order
 -- with each used once, so raw SQLite (?N), LuaDBI and LuaSQL (literals) can
--- all read the same text.  Checked by M.check_sql at load.
+-- all read the same text.  Checked by M.check_sql at load.  The routing op
+-- is the exception: its statements are switchboard.callcenter's own text
+-- (read from that module, see M.route_statements), which reuses $n.
 
 local M = {}
 
@@ -26,7 +28,7 @@ M.WINDOW_DAYS = 10          -- analytics window: 10 of 100 days = 10%
 -- The operations, in report order.  kind: what the caller reads back
 -- (exec: affected count; query: all rows as tables; first: one row).
 -- expect: the affected count each statement must report (checked).
-M.order = { "update", "available", "assign", "assign1", "analytics" }
+M.order = { "update", "available", "assign", "assign1", "analytics", "routing" }
 
 M.ops = {
   -- (1) update one agent's status (and its idle-since time)
@@ -80,11 +82,43 @@ M.ops = {
   },
 }
 
--- HOOK(#4): the full routing decision (policy + available agents + atomic
--- assign) joins M.order as "routing" once issue #4 lands: give it
--- { title, write = true, route = function(db, k) ... end } and a raw-C twin.
--- run.lua already reports its p99 against the targets (1 ms / 5 ms).
-M.routing = nil
+-- (5) the full routing decision of issue #4: sb.router with
+-- scripts/policies/longest_idle.lua (sandboxed, default budgets) over
+-- sb.callcenter routes ONE waiting call end to end: router:route(call) -->
+-- policy --> cc:available_agents{queue, skills, limit = 1} --> cc:assign.
+-- It runs on its own database with the call-center schema of
+-- migrations/0001_callcenter.*.sql (M.ROUTE; bench/lib/setup.lua), seeded
+-- like the others: 200 agents, 100 AVAILABLE, all in queue "sales" with
+-- skill "english", and before each cell a supply of waiting calls.  The
+-- available agents' max_calls is large, so capacity never runs out within
+-- a cell: no per-op reset, nothing but the route is timed (the agent with
+-- the fewest calls comes first, so assignments rotate over the 100).
+-- The statements (M.statements) are the ones callcenter.lua sends: SQLite
+-- available_queue, then BEGIN IMMEDIATE, take_call, take_agent,
+-- insert_active, COMMIT (db:transaction); PostgreSQL available_queue, then
+-- the one-statement assign.  The raw C twins run them with the policy
+-- replaced by "take the first row"; bench/peers/sb.lua checks that a route
+-- sends exactly these.
+M.ROUTE = {
+  policy = "scripts/policies/longest_idle.lua",
+  queue = "sales",
+  skills = { english = 1 },        -- every call requires this
+  skills_json = '{"english":1}',   -- as callcenter encodes it (twin: raw_common.c)
+  max_calls = 100000,              -- of every agent: never reached in a cell
+  sqlite_file = "routing.db",      -- in build/bench/data/
+  pg_database = "switchboard_bench_routing",  -- on the server of $SB_TEST_PG_URL
+}
+M.ops.routing = {
+  title = "routing decision (policy + available + assign)",
+  write = true,
+  database = "routing",            -- not bench/schema.sql's tables
+  foreign_sql = true,              -- callcenter.lua's text: not check_sql'd
+  -- waiting calls to make per second of a cell (more than any cell reached)
+  supply_rate = { sqlite = 20000, postgresql = 5000 },
+  -- cells that cannot run this op faithfully: backend -> impl id -> why
+  skip = { sqlite = { luasql = "LuaSQL 2.6's SQLite driver loses the rows of DELETE/INSERT .. RETURNING,"
+                               .. " which callcenter's assign reads" } },
+}
 
 -- The memory cell (bench/mem.lua): 10,000 tasks each run this once, at once.
 -- A read, so that on SQLite it goes to the reader threads and really waits
@@ -107,9 +141,58 @@ function M.list(backend)
   return out
 end
 
+-- switchboard.callcenter's statement texts for backend, read from the
+-- module itself (its local build_sql, reached with debug.getupvalue), so
+-- the raw C twin and the peers cannot drift from what the library sends.
+local cc_sql = {}
+local function callcenter_sql(backend)
+  if cc_sql[backend] then return cc_sql[backend] end
+  local cc = require "switchboard.callcenter"
+  local build
+  for i = 1, 255 do
+    local n, v = debug.getupvalue(cc.new, i)
+    if n == nil then break end
+    if n == "build_sql" then build = v end
+  end
+  assert(type(build) == "function", "bench/ops.lua: switchboard.callcenter has no build_sql upvalue any more")
+  cc_sql[backend] = build(backend)
+  return cc_sql[backend]
+end
+
+-- The routing op's statements on backend, in the order one route sends them.
+function M.route_statements(backend)
+  local S = callcenter_sql(backend)
+  if backend == "sqlite" then
+    return { S.available_queue, M.BEGIN.sqlite, S.take_call, S.take_agent, S.insert_active, M.COMMIT }
+  end
+  return { S.available_queue, S.assign }
+end
+
+-- The policy's name and version, as the router records them in every
+-- assignment (the raw C twin and the peers write the same text).
+local policy_id
+function M.route_policy()
+  if policy_id then return policy_id[1], policy_id[2] end
+  local f = assert(io.open(M.ROUTE.policy, "r"))
+  local text = f:read("a")
+  f:close()
+  local t = assert(load(text, "=" .. M.ROUTE.policy, "t", {}))()
+  local name = t.name or M.ROUTE.policy:match("([^/]+)%.lua$")
+  local version = t.version and tostring(t.version) or require("switchboard.core").sha256(text):sub(1, 12)
+  policy_id = { name, version }
+  return name, version
+end
+
+-- Does op need a fresh supply of waiting calls before each cell?
+function M.fills(name)
+  local op = M.ops[name]
+  return op.tx ~= nil or name == "assign1" or name == "routing"
+end
+
 -- The statements of op on backend, as run one after the other.
 function M.statements(name, backend)
   local op = M.ops[name]
+  if name == "routing" then return M.route_statements(backend) end
   if not op.tx then return { op.sql } end
   local s = { M.BEGIN[backend] }
   for _, st in ipairs(op.tx) do s[#s + 1] = st.sql end
@@ -146,10 +229,32 @@ function M.analytics_args(k)
   return from, from + WINDOW * DAY_MS
 end
 
+-- routing: the waiting call's session id (text, as callcenter stores it),
+-- its queue and its required skills (what the policy asks
+-- available_agents for).  The call table router:route gets is route_call.
+function M.routing_args(k, base)
+  return tostring(base + k), M.ROUTE.queue, M.ROUTE.skills_json
+end
+
+function M.route_call(k, base)
+  local c = base + k
+  return { id = tostring(c), queue = M.ROUTE.queue, skills = M.ROUTE.skills, caller = "+1555" .. c,
+           priority = 0, waited_ms = 0 }
+end
+
+-- What the peers (bench/peers/luasql.lua, luadbi.lua) run instead of the
+-- sandboxed policy: longest_idle.lua's decision as a plain function of the
+-- rows available_agents returned (the first one: fewest calls, longest idle).
+function M.plain_policy(_, agents)
+  local first = agents[1]
+  return first and first.id
+end
+
 -- The parameters of op k as one line of text (compared with the C twins).
 function M.args_line(name, k, base)
   local a
-  if name == "update" then a = table.pack(M.update_args(k))
+  if name == "routing" then a = table.pack(M.routing_args(k, base))
+  elseif name == "update" then a = table.pack(M.update_args(k))
   elseif name == "available" then a = table.pack(M.available_args(k))
   elseif name == "assign" or name == "assign1" then a = table.pack(M.assign_args(k, base))
   else a = table.pack(M.analytics_args(k)) end
@@ -194,12 +299,58 @@ end
 -- Tables dropped before the schema is (re)created on PostgreSQL.
 M.DROP_PG = "DROP TABLE IF EXISTS active_calls, waiting_calls, call_records, agents;\n"
 
+-- The routing database (M.ROUTE): after migrations/0001_callcenter.*.sql,
+-- one queue, 200 agents (even ids AVAILABLE, idle since T_AGENT0 + i s;
+-- odd ones BUSY), each in the queue with skill english at level 1..5.
+local ROUTE_SEED = [[
+INSERT INTO queues (name) VALUES ('%s');
+INSERT INTO agents (id, name, status, status_since, available_since, current_calls, max_calls, wrapup_seconds)
+  SELECT 'agent-' || i, 'Agent ' || i, CASE WHEN i %% 2 = 0 THEN 'AVAILABLE' ELSE 'BUSY' END,
+         %d, %d + i * 1000, 0, %d, 0 FROM %s;
+INSERT INTO agent_skills (agent_id, skill, level)
+  SELECT id, 'english', 1 + CAST(substr(id, 7) AS INTEGER) %% 5 FROM agents;
+INSERT INTO agent_queues (agent_id, queue, level) SELECT id, '%s', 1 FROM agents;
+%s
+]]
+
+function M.route_seed_sql(backend)
+  local series = backend == "sqlite"
+    and ("(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %d) SELECT i FROM s)"):format(M.N_AGENTS)
+    or ("generate_series(1, %d) AS i"):format(M.N_AGENTS)
+  return ROUTE_SEED:format(M.ROUTE.queue, T_AGENT0, T_AGENT0, M.ROUTE.max_calls, series, M.ROUTE.queue,
+    backend == "sqlite" and "ANALYZE;" or "VACUUM ANALYZE;")
+end
+
+-- Before a routing cell: no call active, ended or waiting, every agent's
+-- count 0, then `supply` waiting calls with session ids CALL_BASE - 1 ..
+-- (CALL_BASE - 1 is the one bench/peers/sb.lua routes to check the SQL).
+local function route_prep_sql(backend, supply)
+  local q = { "UPDATE agents SET current_calls = 0 WHERE current_calls <> 0;" }
+  local rows = ("'' || (%d + i), '%s', 0, '%s', '+1555' || (%d + i), %d + i"):format(
+    M.CALL_BASE, M.ROUTE.queue, M.ROUTE.skills_json, M.CALL_BASE, T_CALL0)
+  local cols = "INSERT INTO waiting_calls (session_id, queue, priority, required_skills, caller, enqueued_at)"
+  if backend == "sqlite" then
+    q[#q + 1] = "DELETE FROM active_calls; DELETE FROM waiting_calls; DELETE FROM call_records;"
+    q[#q + 1] = ("%s WITH RECURSIVE s(i) AS (SELECT -1 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < %d) SELECT %s FROM s;")
+      :format(cols, supply, rows)
+    q[#q + 1] = "PRAGMA wal_checkpoint(TRUNCATE);"
+  else
+    q[#q + 1] = "TRUNCATE active_calls, waiting_calls, call_records;"
+    q[#q + 1] = ("%s SELECT %s FROM generate_series(-1, %d - 1) AS i;"):format(cols, rows, supply)
+    q[#q + 1] = "VACUUM ANALYZE waiting_calls;"
+    q[#q + 1] = "VACUUM agents;"
+    q[#q + 1] = "CHECKPOINT;"
+  end
+  return table.concat(q, "\n") .. "\n"
+end
+
 -- Before every cell: agents' counts back to 0; for the assign ops, `supply`
 -- fresh waiting calls from M.CALL_BASE on and no active calls; then a
 -- checkpoint so that every cell starts from the same on-disk state.
 function M.prep_sql(backend, name, supply)
+  if name == "routing" then return route_prep_sql(backend, supply) end
   local q = { "UPDATE agents SET current_calls = 0 WHERE current_calls <> 0;" }
-  local fill = M.ops[name].tx or name == "assign1"
+  local fill = M.fills(name)
   if backend == "sqlite" then
     if fill then
       q[#q + 1] = "DELETE FROM active_calls; DELETE FROM waiting_calls;"
@@ -236,7 +387,9 @@ function M.check_sql(sql)
 end
 
 for _, name in ipairs(M.order) do
-  for _, s in ipairs(M.statements(name, "postgresql")) do M.check_sql(s) end
+  if not M.ops[name].foreign_sql then
+    for _, s in ipairs(M.statements(name, "postgresql")) do M.check_sql(s) end
+  end
 end
 
 return M

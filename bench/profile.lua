@@ -34,9 +34,13 @@ assert(O.ops[op], "no operation " .. op)
 local cfg = { build = os.getenv("BENCH_BUILD") or "build", lua = os.getenv("BENCH_LUA") or "lua5.4" }
 local dir = cfg.build .. "/bench/profile"
 os.execute("mkdir -p " .. setup.sh_quote(dir) .. " " .. setup.sh_quote(cfg.build .. "/bench/data"))
-local target = backend == "sqlite" and (cfg.build .. "/bench/data/profile.db") or os.getenv("SB_TEST_PG_URL")
+-- the routing op has its own database (call-center schema; bench/lib/setup.lua)
+local routing = O.ops[op].database == "routing"
+local target = backend == "sqlite" and (cfg.build .. "/bench/data/" .. (routing and "profile-routing.db" or "profile.db"))
+  or os.getenv("SB_TEST_PG_URL")
 assert(target, "SB_TEST_PG_URL is not set")
-setup.create(backend, target)
+local _, pgdb = setup.target(backend, op, cfg.build)
+if routing then setup.create_routing(backend, target) else setup.create(backend, target) end
 
 local function sh(cmd)
   local p = io.popen(cmd, "r")
@@ -45,7 +49,7 @@ local function sh(cmd)
   return ok, out
 end
 
-local fill = O.ops[op].tx or op == "assign1"
+local fill = O.fills(op)
 -- Lua cells first run this many ops unrecorded, so that both runs start
 -- from the same state (every pool connection up, statements prepared);
 -- the raw C programs connect and prepare before their first op anyway.
@@ -54,7 +58,7 @@ local function cell(count, wrap)
   setup.prep(backend, target, op, fill and count + WARMOPS + 1000 or 0)
   local c = { backend = backend, db = backend == "sqlite" and target or nil, op = op,
               secs = 100000, warm = 0, max = count, base = O.CALL_BASE, timeout = 3600,
-              warmops = not impl.raw and WARMOPS or nil }
+              warmops = not impl.raw and WARMOPS or nil, pgdb = pgdb }
   local cmd = impls.command(impl, c, cfg)
   -- put the wrapper after `timeout -k 5 3600`
   cmd = cmd:gsub("^(timeout %-k '?5'? '?3600'?) ", "%1 " .. wrap .. " ")

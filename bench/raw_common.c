@@ -19,15 +19,16 @@
 #define DAY_MS INT64_C(86400000)
 #define WINDOW_DAYS 10
 
-static const char *const OP_NAMES[] = { "update", "available", "assign", "assign1", "analytics" };
+static const char *const OP_NAMES[] = { "update", "available", "assign", "assign1", "analytics", "routing" };
 
 static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s --op NAME [--db FILE] [--mode prepared|pipeline] [--secs S] [--warm S]\n"
-            "          [--max N] [--base ID] [--conns N] [--depth N] [--check-args N] -- SQL...\n"
-            "  one benchmark cell: runs NAME (update|available|assign|assign1|analytics), whose\n"
-            "  statements are the SQL arguments (from bench/ops.lua), and prints one JSON line.\n",
+            "          [--max N] [--base ID] [--conns N] [--depth N] [--check-args N]\n"
+            "          [--pgdb NAME] [--policy NAME --policy-version V] -- SQL...\n"
+            "  one benchmark cell: runs NAME (update|available|assign|assign1|analytics|routing),\n"
+            "  whose statements are the SQL arguments (from bench/ops.lua), and prints one JSON line.\n",
             prog);
     exit(2);
 }
@@ -57,6 +58,9 @@ void bench_parse(int argc, char **argv, bench_args *a)
         else if (!strcmp(k, "--conns")) a->conns = atoi(v);
         else if (!strcmp(k, "--depth")) a->depth = atoi(v);
         else if (!strcmp(k, "--check-args")) a->check_args = atoi(v);
+        else if (!strcmp(k, "--pgdb")) a->pgdb = v;
+        else if (!strcmp(k, "--policy")) a->policy_name = v;
+        else if (!strcmp(k, "--policy-version")) a->policy_version = v;
         else usage(argv[0]);
     }
     if (!a->op_name) usage(argv[0]);
@@ -66,7 +70,12 @@ void bench_parse(int argc, char **argv, bench_args *a)
     if (!found || a->conns < 1 || a->depth < 1) usage(argv[0]);
     a->nsql = argc - i;
     a->sql = argv + i;
-    int want = a->op == OP_ASSIGN ? 5 : 1;
+    /* routing: raw_sqlite takes 6 statements, raw_pg 2 (they check) */
+    int want = a->op == OP_ASSIGN ? 5 : a->op == OP_ROUTING ? a->nsql : 1;
+    if (a->op == OP_ROUTING && !a->check_args && (!a->policy_name || !a->policy_version)) {
+        fprintf(stderr, "%s: op routing needs --policy and --policy-version\n", argv[0]);
+        exit(2);
+    }
     if (!a->check_args && a->nsql != want) {
         fprintf(stderr, "%s: op %s takes %d statement(s), got %d\n", argv[0], a->op_name, want, a->nsql);
         exit(2);
@@ -78,6 +87,13 @@ double bench_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int64_t bench_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void set_int(bench_params *o, int j, int64_t v)
@@ -128,6 +144,15 @@ void bench_params_for(bench_op op, long k, long base, bench_params *o)
         set_int(o, 1, from + WINDOW_DAYS * DAY_MS);
         break;
     }
+    case OP_ROUTING: {
+        /* session ids are text (callcenter stores ids as their decimal text) */
+        o->n = 3;
+        snprintf(o->buf[0], sizeof o->buf[0], "%" PRId64, (int64_t)base + k);
+        set_text(o, 0, o->buf[0]);
+        set_text(o, 1, ROUTE_QUEUE);
+        set_text(o, 2, ROUTE_SKILLS);
+        break;
+    }
     }
 }
 
@@ -145,6 +170,7 @@ int bench_stmt_params(bench_op op, int stmt, int idx[4])
         case 3: idx[0] = 1; return 1;                                  /* UPDATE */
         default: return 0;                                             /* BEGIN, COMMIT */
         }
+    case OP_ROUTING: return 0;  /* its own code in raw_sqlite.c / raw_pg.c */
     }
     return 0;
 }

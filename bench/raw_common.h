@@ -14,7 +14,12 @@
 #include <stdint.h>
 
 /* The operations, as named in bench/ops.lua. */
-typedef enum { OP_UPDATE, OP_AVAILABLE, OP_ASSIGN, OP_ASSIGN1, OP_ANALYTICS } bench_op;
+typedef enum { OP_UPDATE, OP_AVAILABLE, OP_ASSIGN, OP_ASSIGN1, OP_ANALYTICS, OP_ROUTING } bench_op;
+
+/* The routing op (bench/ops.lua M.ROUTE): every call waits in this queue and
+** requires these skills, as callcenter.lua encodes them. */
+#define ROUTE_QUEUE "sales"
+#define ROUTE_SKILLS "{\"english\":1}"
 
 typedef struct bench_args {
     const char *op_name;
@@ -27,6 +32,8 @@ typedef struct bench_args {
     long base;          /* first waiting call id (assign ops) */
     int conns, depth;   /* raw_pg pipeline: connections, ops in flight each */
     int check_args;     /* --check-args N: print N parameter lines and exit */
+    const char *pgdb;   /* raw_pg: database instead of the URL's (routing) */
+    const char *policy_name, *policy_version;  /* routing: what assign records */
     int nsql;
     char **sql;         /* the statements of one operation, in order */
 } bench_args;
@@ -35,10 +42,13 @@ typedef struct bench_args {
 void bench_parse(int argc, char **argv, bench_args *a);
 
 double bench_now(void);  /* monotonic seconds */
+int64_t bench_wall_ms(void);  /* wall clock, ms since the epoch (callcenter's now) */
 
 /* The parameters of op k, as text (what libpq sends, what sqlite binds).
 ** p[i] points into buf; returns the number of parameters.  For the assign
-** ops: call id, agent id, caller, started_at (assign1 uses 1, 2, 4). */
+** ops: call id, agent id, caller, started_at (assign1 uses 1, 2, 4).
+** routing: the call's session id, queue, required skills (JSON); the
+** rest of a route's parameters come from the clock and earlier results. */
 typedef struct bench_params {
     int n;
     const char *p[4];

@@ -10,7 +10,12 @@
 **             them all; an operation is its statements sent back to back
 **             plus PQpipelineSync, so a transaction costs one round trip.
 ** Parameters travel as text (the usual libpq way); every value of every row
-** is copied out, as a client would.  SQL comes from bench/ops.lua on the
+** is copied out, as a client would.  The routing op (route_*) is two steps,
+** the second depending on the first: the available-agents query, the policy
+** as "take the first row's id", then callcenter's one-statement assign; in
+** pipeline mode an op's assign is sent when its query's result is in, so
+** each connection carries a mix of both steps of many ops.  --pgdb NAME
+** connects to database NAME of that server instead of the URL's.  SQL comes from bench/ops.lua on the
 ** command line; the server URL from $SB_TEST_PG_URL.  Prints one JSON line.
 ** Does not own: the data (run.lua seeds and resets it between cells).
 */
@@ -35,7 +40,10 @@ static void die(PGconn *c, const char *what)
 
 static PGconn *connect_prepared(const bench_args *a, const char *url)
 {
-    PGconn *c = PQconnectdb(url);
+    /* the first dbname is expanded as a URL; a later one overrides its database */
+    const char *keys[] = { "dbname", a->pgdb ? "dbname" : NULL, NULL };
+    const char *vals[] = { url, a->pgdb, NULL };
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(c) != CONNECTION_OK) die(c, "connect");
     for (int s = 0; s < a->nsql; s++) {
         char name[16];
@@ -75,6 +83,77 @@ static int take_result(const bench_args *a, int s, PGresult *r, long *check)
     return 0;
 }
 
+/* ------------------------------------------------------------ routing */
+
+/* The parameters of a route's two statements (s0 available_queue: now,
+** skills, limit, queue; s1 assign: session, agent, now, policy, version). */
+typedef struct route_params {
+    bench_params p;
+    char now[24];
+    const char *v[5];
+} route_params;
+
+static const char **route_query_params(route_params *rp, const bench_args *a, long k)
+{
+    bench_params_for(OP_ROUTING, k, a->base, &rp->p);
+    snprintf(rp->now, sizeof rp->now, "%lld", (long long)bench_wall_ms());
+    rp->v[0] = rp->now;
+    rp->v[1] = rp->p.p[2];
+    rp->v[2] = "1";
+    rp->v[3] = rp->p.p[1];
+    return rp->v;
+}
+
+static const char **route_assign_params(route_params *rp, const bench_args *a, long k, const char *agent)
+{
+    bench_params_for(OP_ROUTING, k, a->base, &rp->p);
+    snprintf(rp->now, sizeof rp->now, "%lld", (long long)bench_wall_ms());
+    rp->v[0] = rp->p.p[0];
+    rp->v[1] = agent;
+    rp->v[2] = rp->now;
+    rp->v[3] = a->policy_name;
+    rp->v[4] = a->policy_version;
+    return rp->v;
+}
+
+/* The result of step `step` (0 query, 1 assign): every value copied out;
+** the query's first id to agent (size 64).  Returns 0, or -1 when it failed
+** or refused (no agent free, or the assign returned no row). */
+static int route_result(PGresult *r, int step, char *agent)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK) {
+        if (st != PGRES_PIPELINE_ABORTED) fprintf(stderr, "raw_pg: %s", PQresultErrorMessage(r));
+        return -1;
+    }
+    int nr = PQntuples(r), nc = PQnfields(r);
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nc; j++) {
+            int len = PQgetlength(r, i, j);
+            if (len > (int)sizeof textbuf - 1) len = (int)sizeof textbuf - 1;
+            memcpy(textbuf, PQgetvalue(r, i, j), (size_t)len);
+            textbuf[len] = 0;
+        }
+    if (nr != 1) return -1;
+    if (step == 0) snprintf(agent, 64, "%s", PQgetvalue(r, 0, 0));
+    return 0;
+}
+
+static int route_prepared_op(PGconn *c, const bench_args *a, long k, long *check)
+{
+    route_params rp;
+    char agent[64];
+    PGresult *r = PQexecPrepared(c, "s0", 4, route_query_params(&rp, a, k), NULL, NULL, 0);
+    int rc = route_result(r, 0, agent);
+    PQclear(r);
+    if (rc != 0) return -1;
+    r = PQexecPrepared(c, "s1", 5, route_assign_params(&rp, a, k, agent), NULL, NULL, 0);
+    rc = route_result(r, 1, agent);
+    PQclear(r);
+    if (rc == 0) *check = 1;
+    return rc;
+}
+
 /* ------------------------------------------------------------ prepared */
 
 static int run_prepared_op(PGconn *c, const bench_args *a, long k, long *check)
@@ -108,7 +187,9 @@ static long prepared_phase(PGconn *c, const bench_args *a, long *k, double secs,
     while (*k < a->max_ops) {
         double t0 = bench_now();
         if (t0 >= end) break;
-        if (run_prepared_op(c, a, (*k)++, check) != 0) (*errors)++;
+        int rc = a->op == OP_ROUTING ? route_prepared_op(c, a, (*k)++, check)
+                                     : run_prepared_op(c, a, (*k)++, check);
+        if (rc != 0) (*errors)++;
         if (lat) bench_lat_add(lat, (bench_now() - t0) * 1e6);
         done++;
     }
@@ -127,6 +208,12 @@ typedef struct pconn {
     PGconn *c;
     flight *ring;   /* depth slots: ops in submission order */
     int head, n;
+    /* routing: an op has two syncs in turn; `syncs` is the FIFO (2 x depth
+    ** slots) of the syncs sent and not yet read: which op, which step */
+    struct rsync { int slot, step; } *syncs;
+    int shead, sn;
+    struct rop { double t0; long k; int failed, got; char agent[64]; } *rops;  /* depth slots */
+    int *free_slots, nfree;
 } pconn;
 
 static void pipe_submit(pconn *pc, const bench_args *a, long k)
@@ -172,9 +259,72 @@ static void pipe_drain(pconn *pc, const bench_args *a, bench_lat *lat, long *don
     }
 }
 
+/* Routing in pipeline mode: send step `step` of the op in `slot`. */
+static void route_send(pconn *pc, const bench_args *a, int slot, int step)
+{
+    struct rop *o = &pc->rops[slot];
+    route_params rp;
+    int ok = step == 0
+        ? PQsendQueryPrepared(pc->c, "s0", 4, route_query_params(&rp, a, o->k), NULL, NULL, 0)
+        : PQsendQueryPrepared(pc->c, "s1", 5, route_assign_params(&rp, a, o->k, o->agent), NULL, NULL, 0);
+    if (!ok) die(pc->c, "send");
+    if (!PQpipelineSync(pc->c)) die(pc->c, "sync");
+    int cap = 2 * a->depth;
+    pc->syncs[(pc->shead + pc->sn) % cap] = (struct rsync){ slot, step };
+    pc->sn++;
+    o->got = 0;
+}
+
+static void route_submit(pconn *pc, const bench_args *a, long k)
+{
+    int slot = pc->free_slots[--pc->nfree];
+    struct rop *o = &pc->rops[slot];
+    o->t0 = bench_now();
+    o->k = k;
+    o->failed = 0;
+    route_send(pc, a, slot, 0);
+    pc->n++;
+}
+
+/* Take every routing result that is here: a query's sync sends the op's
+** assign (unless the query failed); an assign's sync ends the op. */
+static void route_drain(pconn *pc, const bench_args *a, bench_lat *lat, long *done,
+                        long *errors, long *check)
+{
+    if (!PQconsumeInput(pc->c)) die(pc->c, "read");
+    int cap = 2 * a->depth;
+    while (pc->sn > 0 && !PQisBusy(pc->c)) {
+        PGresult *r = PQgetResult(pc->c);
+        if (!r) continue;  /* the end of one statement's results */
+        struct rsync *s = &pc->syncs[pc->shead];
+        struct rop *o = &pc->rops[s->slot];
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            int slot = s->slot, step = s->step;
+            pc->shead = (pc->shead + 1) % cap;
+            pc->sn--;
+            if (!o->got) o->failed = 1;
+            if (step == 0 && !o->failed) {
+                route_send(pc, a, slot, 1);
+            } else {
+                if (lat) bench_lat_add(lat, (bench_now() - o->t0) * 1e6);
+                if (o->failed) (*errors)++;
+                else *check = 1;
+                (*done)++;
+                pc->free_slots[pc->nfree++] = slot;
+                pc->n--;
+            }
+        } else {
+            if (route_result(r, s->step, o->agent) != 0) o->failed = 1;
+            o->got = 1;
+        }
+        PQclear(r);
+    }
+}
+
 static long pipeline_phase(pconn *pcs, const bench_args *a, long *k, double secs,
                            bench_lat *lat, long *errors, long *check)
 {
+    int routing = a->op == OP_ROUTING;
     double end = bench_now() + secs;
     long done = 0;
     struct pollfd pfd[MAX_CONNS];
@@ -182,7 +332,10 @@ static long pipeline_phase(pconn *pcs, const bench_args *a, long *k, double secs
         int inflight = 0, more = *k < a->max_ops && bench_now() < end;
         for (int i = 0; i < a->conns; i++) {
             pconn *pc = &pcs[i];
-            while (more && pc->n < a->depth && *k < a->max_ops) pipe_submit(pc, a, (*k)++);
+            while (more && pc->n < a->depth && *k < a->max_ops) {
+                if (routing) route_submit(pc, a, (*k)++);
+                else pipe_submit(pc, a, (*k)++);
+            }
             inflight += pc->n;
             pfd[i].fd = PQsocket(pc->c);
             pfd[i].events = POLLIN;
@@ -197,8 +350,11 @@ static long pipeline_phase(pconn *pcs, const bench_args *a, long *k, double secs
             ms = left < 1 ? 1 : (int)left + 1;
         }
         if (poll(pfd, (nfds_t)a->conns, ms) < 0) die(NULL, "poll");
-        for (int i = 0; i < a->conns; i++)
-            if (pfd[i].revents) pipe_drain(&pcs[i], a, lat, &done, errors, check);
+        for (int i = 0; i < a->conns; i++) {
+            if (!pfd[i].revents) continue;
+            if (routing) route_drain(&pcs[i], a, lat, &done, errors, check);
+            else pipe_drain(&pcs[i], a, lat, &done, errors, check);
+        }
     }
     return done;
 }
@@ -211,7 +367,11 @@ static pconn *open_pipeline(const bench_args *a, const char *url)
     for (int i = 0; i < a->conns; i++) {
         pcs[i].c = connect_prepared(a, url);
         pcs[i].ring = calloc((size_t)a->depth, sizeof *pcs[i].ring);
-        if (!pcs[i].ring) die(NULL, "out of memory");
+        pcs[i].syncs = calloc((size_t)a->depth * 2, sizeof *pcs[i].syncs);
+        pcs[i].rops = calloc((size_t)a->depth, sizeof *pcs[i].rops);
+        pcs[i].free_slots = calloc((size_t)a->depth, sizeof *pcs[i].free_slots);
+        if (!pcs[i].ring || !pcs[i].syncs || !pcs[i].rops || !pcs[i].free_slots) die(NULL, "out of memory");
+        for (int j = 0; j < a->depth; j++) pcs[i].free_slots[pcs[i].nfree++] = j;
         if (PQsetnonblocking(pcs[i].c, 1) != 0 || !PQenterPipelineMode(pcs[i].c))
             die(pcs[i].c, "pipeline mode");
     }
@@ -231,6 +391,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "raw_pg: SB_TEST_PG_URL is not set\n");
         return 2;
     }
+    if (a.op == OP_ROUTING && a.nsql != 2) {
+        fprintf(stderr, "raw_pg: op routing takes 2 statements, got %d\n", a.nsql);
+        return 2;
+    }
     int pipeline = !strcmp(a.mode, "pipeline");
     long k = 0, errors = 0, check = 0, ops;
     bench_lat lat;
@@ -246,6 +410,9 @@ int main(int argc, char **argv)
         for (int i = 0; i < a.conns; i++) {
             PQfinish(pcs[i].c);
             free(pcs[i].ring);
+            free(pcs[i].syncs);
+            free(pcs[i].rops);
+            free(pcs[i].free_slots);
         }
         free(pcs);
     } else {

@@ -7,6 +7,10 @@
 ** prepared once (SQL from bench/ops.lua on the command line, $N rewritten
 ** to ?N), and a single-threaded loop: bind, step, read every column of
 ** every row, reset.  BEGIN IMMEDIATE / COMMIT are prepared statements too.
+** The routing op (run_route) is the same loop with data flowing between
+** statements: the available-agents query, the policy as "take the first
+** row's id", then callcenter's assign transaction, whose INSERT takes the
+** values the DELETE .. RETURNING gave back.
 ** Prints one JSON line (raw_common.c).
 ** Does not own: the data (run.lua seeds and resets it between cells).
 */
@@ -89,10 +93,127 @@ static long read_row(cell *c, sqlite3_stmt *st)
     return first;
 }
 
+/* Step st to the end; copy every column of every row (read_row).  Returns
+** the rows seen, or -1 on error (message printed). */
+static long step_all(cell *c, sqlite3_stmt *st)
+{
+    int rc;
+    long rows = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_row(c, st);
+        rows++;
+    }
+    if (rc != SQLITE_DONE) {
+        fprintf(stderr, "raw_sqlite: %s\n", sqlite3_errmsg(c->db));
+        rows = -1;
+    }
+    sqlite3_reset(st);
+    return rows;
+}
+
+/* A text column copied out (NULL: NULL). */
+typedef struct tcol {
+    int null;
+    char s[128];
+} tcol;
+
+static void take_text(sqlite3_stmt *st, int j, tcol *t)
+{
+    t->null = sqlite3_column_type(st, j) == SQLITE_NULL;
+    int len = t->null ? 0 : sqlite3_column_bytes(st, j);
+    if (len > (int)sizeof t->s - 1) len = (int)sizeof t->s - 1;
+    if (len) memcpy(t->s, sqlite3_column_text(st, j), (size_t)len);
+    t->s[len] = 0;
+}
+
+static void bind_tcol(sqlite3_stmt *st, int i, const tcol *t)
+{
+    if (t->null) sqlite3_bind_null(st, i);
+    else sqlite3_bind_text(st, i, t->s, -1, SQLITE_STATIC);
+}
+
+/* The routing op: statements 0 available_queue, 1 BEGIN IMMEDIATE,
+** 2 take_call (DELETE .. RETURNING), 3 take_agent (UPDATE), 4 insert_active
+** (INSERT .. RETURNING), 5 COMMIT, bound as callcenter.lua binds them.  A
+** refusal (no agent, call gone, agent full) rolls back and counts as an
+** error.  *check: 1 after an assignment. */
+static int run_route(cell *c, const bench_args *a, long k, long *check)
+{
+    bench_params p;
+    bench_params_for(OP_ROUTING, k, a->base, &p);
+    const char *session = p.p[0];
+    sqlite3_int64 now = bench_wall_ms();
+    tcol agent = { 1, "" }, queue, skills, caller;
+    sqlite3_int64 priority, enqueued_at;
+
+    /* the policy: available_agents{queue, skills, limit = 1}, first row */
+    sqlite3_stmt *st = c->st[0];
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_text(st, 2, p.p[2], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, 1);
+    sqlite3_bind_text(st, 4, p.p[1], -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_row(c, st);
+        take_text(st, 0, &agent);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) read_row(c, st);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        fprintf(stderr, "raw_sqlite: %s\n", sqlite3_errmsg(c->db));
+        return -1;
+    }
+    if (agent.null) return -1;  /* nobody free: the policy would queue */
+
+    /* cc:assign: one BEGIN IMMEDIATE transaction */
+    if (step_all(c, c->st[1]) < 0) return -1;
+    st = c->st[2];
+    sqlite3_bind_text(st, 1, session, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) goto refused;
+    read_row(c, st);
+    take_text(st, 1, &queue);
+    priority = sqlite3_column_int64(st, 2);
+    take_text(st, 3, &skills);
+    take_text(st, 4, &caller);
+    enqueued_at = sqlite3_column_int64(st, 5);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) read_row(c, st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) goto refused;
+
+    st = c->st[3];
+    sqlite3_bind_text(st, 1, agent.s, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    if (step_all(c, st) < 0 || sqlite3_changes(c->db) != 1) goto refused;
+
+    st = c->st[4];
+    sqlite3_bind_text(st, 1, session, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, agent.s, -1, SQLITE_STATIC);
+    bind_tcol(st, 3, &queue);
+    sqlite3_bind_int64(st, 4, priority);
+    bind_tcol(st, 5, &skills);
+    bind_tcol(st, 6, &caller);
+    sqlite3_bind_int64(st, 7, enqueued_at);
+    sqlite3_bind_int64(st, 8, now);
+    sqlite3_bind_text(st, 9, a->policy_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, a->policy_version, -1, SQLITE_STATIC);
+    if (step_all(c, st) != 1) goto refused;
+
+    if (step_all(c, c->st[5]) < 0) goto refused;
+    *check = 1;
+    return 0;
+
+refused:
+    sqlite3_reset(st);
+    if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
 /* One operation: every statement in order.  Returns 0, or -1 on error.
 ** *check: rows returned, COUNT, or the last affected count. */
 static int run_op(cell *c, const bench_args *a, long k, long *check)
 {
+    if (a->op == OP_ROUTING) return run_route(c, a, k, check);
     bench_params p;
     bench_params_for(a->op, k, a->base, &p);
     for (int s = 0; s < c->nst; s++) {
@@ -157,6 +278,10 @@ int main(int argc, char **argv)
     }
     if (!a.db) {
         fprintf(stderr, "raw_sqlite: --db FILE is required\n");
+        return 2;
+    }
+    if (a.op == OP_ROUTING && a.nsql != 6) {
+        fprintf(stderr, "raw_sqlite: op routing takes 6 statements, got %d\n", a.nsql);
         return 2;
     }
     cell c;

@@ -2,11 +2,13 @@
 -- throwaway PostgreSQL; bench/README.md explains the method).
 --
 -- Owns: the run: check that the raw C programs generate the same
--- parameters as bench/ops.lua, then per backend: seed fresh data, and for
--- each repetition, each operation, each implementation: reset the data
+-- parameters as bench/ops.lua, then per backend: seed fresh data (and the
+-- routing op's own call-center database when it runs), and for each
+-- repetition, each operation, each implementation: reset the data
 -- (bench/lib/setup.lua) and run ONE cell as its own process (raw C binary
--- or bench/cell.lua), collecting its JSON line; then the memory cell
--- (bench/mem.lua).  Prints the markdown tables to stdout (progress to
+-- or bench/cell.lua), collecting its JSON line (cells an op cannot run
+-- faithfully, ops.lua's `skip`, are reported as not run); then the memory
+-- cell (bench/mem.lua).  Prints the markdown tables to stdout (progress to
 -- stderr) and writes the JSON results.
 -- Does not own: the SQL (bench/ops.lua), cells (raw_*.c, cell.lua),
 -- statistics and verdicts (bench/lib/report.lua).
@@ -16,7 +18,7 @@
 --   BENCH_REPS, BENCH_SECS, BENCH_WARM   repetitions (3), seconds per cell
 --                      (1.0), warm-up seconds per cell (0.2)
 --   BENCH_BACKENDS     "sqlite,postgresql" (PostgreSQL needs SB_TEST_PG_URL)
---   BENCH_OPS, BENCH_IMPLS  comma lists to run a subset (e.g. "update",
+--   BENCH_OPS, BENCH_IMPLS  comma lists to run a subset (e.g. "routing",
 --                      "raw,sb_block")
 --   BENCH_INFLIGHT     requests of the memory cell (10000)
 --   BENCH_OUT          JSON path (bench/results.json; quick:
@@ -123,19 +125,20 @@ local function run_cell(impl, c)
   return res
 end
 
-local function backend_target(backend)
-  if backend == "sqlite" then return cfg.build .. "/bench/data/bench.db" end
-  return os.getenv("SB_TEST_PG_URL")
-end
-
 local function run_backend(backend, all_cells)
-  local target = backend_target(backend)
-  local db = backend == "sqlite" and target or nil
-  log("== %s: creating schema and seed data", backend)
-  setup.create(backend, target)
   local ops = {}
   for _, op in ipairs(O.list(backend)) do
     if not only_ops or only_ops[op] then ops[#ops + 1] = op end
+  end
+  local target = setup.target(backend, nil, cfg.build)
+  local db = backend == "sqlite" and target or nil
+  log("== %s: creating schema and seed data", backend)
+  setup.create(backend, target)
+  for _, op in ipairs(ops) do
+    if op == "routing" then
+      log("== %s: creating the routing database (call-center schema of migrations/)", backend)
+      setup.create_routing(backend, (setup.target(backend, op, cfg.build)))
+    end
   end
   local reps = {}
   for r = 1, cfg.reps do
@@ -143,15 +146,21 @@ local function run_backend(backend, all_cells)
     reps[r] = rep
     for _, op in ipairs(ops) do
       rep[op] = {}
-      local fill = O.ops[op].tx or op == "assign1"
-      local supply = fill and math.ceil(ASSIGN_RATE_CAP[backend] * (cfg.secs + cfg.warm)) + 1000 or 0
+      local fill = O.fills(op)
+      local rate = (O.ops[op].supply_rate or ASSIGN_RATE_CAP)[backend]
+      local supply = fill and math.ceil(rate * (cfg.secs + cfg.warm)) + 1000 or 0
+      local optarget, pgdb = setup.target(backend, op, cfg.build)
+      local skip = (O.ops[op].skip or {})[backend] or {}
       for _, im in ipairs(impls[backend]) do
-        if not only_impls or only_impls[im.id] then
-          setup.prep(backend, target, op, supply)
+        if skip[im.id] and (not only_impls or only_impls[im.id]) then
+          rep[op][im.id] = { skipped = skip[im.id] }
+          if r == 1 then log("[%s] %-9s %-13s not run: %s", backend, op, im.id, skip[im.id]) end
+        elseif not only_impls or only_impls[im.id] then
+          setup.prep(backend, optarget, op, supply)
           local c = {
-            backend = backend, db = db, op = op, secs = cfg.secs, warm = cfg.warm,
-            max = fill and supply or 2000000000, base = O.CALL_BASE,
-            timeout = math.ceil(cfg.secs * 10 + cfg.warm * 10 + 60),
+            backend = backend, db = backend == "sqlite" and optarget or nil, op = op, secs = cfg.secs,
+            warm = cfg.warm, max = fill and supply or 2000000000, base = O.CALL_BASE,
+            timeout = math.ceil(cfg.secs * 10 + cfg.warm * 10 + 60), pgdb = pgdb,
           }
           local res = run_cell(im, c)
           rep[op][im.id] = res
@@ -246,7 +255,7 @@ local function main()
   print(text)
   local f = assert(io.open(cfg.out, "w"))
   f:write(json.encode({ meta = m, summary = summary, memory = mems, cells = all_cells,
-    routing = { status = "pending issue #4", hook = "bench/ops.lua M.routing" } }, "  "), "\n")
+    routing = report.routing_summary(summary) }, "  "), "\n")
   f:close()
   local md = assert(io.open(cfg.build .. "/bench/results.md", "w"))
   md:write(text)

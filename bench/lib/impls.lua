@@ -44,7 +44,8 @@ local function q(s)
 end
 
 -- The shell command of one cell.  c: backend, db, op, secs, warm, max,
--- base, timeout; cfg: build dir and Lua interpreter.
+-- base, timeout, pgdb (PostgreSQL database other than the URL's, or nil);
+-- cfg: build dir and Lua interpreter.
 function M.command(impl, c, cfg)
   local parts = { "timeout", "-k", "5", tostring(c.timeout) }
   local function add(...) for _, v in ipairs({ ... }) do parts[#parts + 1] = q(v) end end
@@ -54,6 +55,11 @@ function M.command(impl, c, cfg)
     if c.backend == "sqlite" then add("--db", c.db) end
     if impl.mode then add("--mode", impl.mode) end
     if impl.conns then add("--conns", impl.conns, "--depth", impl.depth) end
+    if c.pgdb and c.backend ~= "sqlite" then add("--pgdb", c.pgdb) end
+    if c.op == "routing" then
+      local name, version = O.route_policy()
+      add("--policy", name, "--policy-version", version)
+    end
     add("--")
     for _, s in ipairs(O.statements(c.op, c.backend)) do add(s) end
   else
@@ -61,6 +67,7 @@ function M.command(impl, c, cfg)
         "--tasks", impl.tasks, "--op", c.op, "--secs", c.secs, "--warm", c.warm,
         "--max", c.max, "--base", c.base)
     if c.warmops then add("--warmops", c.warmops) end
+    if c.pgdb and c.backend ~= "sqlite" then add("--pgdb", c.pgdb) end
   end
   return table.concat(parts, " ")
 end

@@ -1,7 +1,8 @@
 -- bench/lib/pgurl.lua - split a postgresql:// URL into the parts LuaDBI's
 -- DBI.Connect("PostgreSQL", dbname, user, password, host, port) takes.
 --
--- Owns: that parsing (user, password, host, port, dbname; %XX decoded).
+-- Owns: that parsing (user, password, host, port, dbname; %XX decoded),
+-- and naming another database in such a URL (the routing op's).
 -- Does not own: the URL (scripts/pg-test-env exports SB_TEST_PG_URL).
 
 local M = {}
@@ -30,6 +31,14 @@ function M.parse(url)
     host = host ~= "" and host or "localhost", port = tonumber(port) or 5432,
     dbname = unescape(dbname ~= "" and dbname or user),
   }
+end
+
+-- with_dbname(url, name) --> the same URL naming database `name` (the path
+-- replaced; user, password, host, port and ?query kept).
+function M.with_dbname(url, name)
+  local head, query = url:match("^(postgres[q]?[l]?://[^/?]*)/?[^?]*(.*)$")
+  if not head then error("not a postgresql:// URL", 2) end
+  return head .. "/" .. name .. query
 end
 
 return M

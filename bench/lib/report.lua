@@ -26,12 +26,14 @@ function M.summarize(backend, reps, ops_list)
   local ref = impls.ref[backend]
   for _, op in ipairs(ops_list) do
     for _, im in ipairs(impls[backend]) do
-      local ops, p50, p99, rr, rb, errors, check, failed = {}, {}, {}, {}, {}, 0, nil, nil
+      local ops, p50, p99, rr, rb, errors, check, failed, skipped = {}, {}, {}, {}, {}, 0, nil, nil, nil
       local refops = {}
       for r, rep in ipairs(reps) do
         local cells = rep[op] or {}
         local c = cells[im.id]
-        if c and not c.failed then
+        if c and c.skipped then
+          skipped = c.skipped
+        elseif c and not c.failed then
           ops[r], p50[r], p99[r] = c.ops_per_s, c.p50_us, c.p99_us
           errors = errors + (c.errors or 0)
           check = c.check
@@ -54,13 +56,16 @@ function M.summarize(backend, reps, ops_list)
         backend = backend, op = op, title = O.ops[op].title, impl = im.id, label = im.label,
         ops_per_s = stats.median(ops), p50_us = stats.median(p50), p99_us = stats.median(p99),
         ratio_raw = stats.median(rr), ratio_best = stats.median(rb),
-        errors = errors, check = check, failed = failed, reps = #ops,
+        errors = errors, check = check, failed = failed, skipped = skipped, reps = #ops,
         per_rep_ops_per_s = ops,
       }
       local mo, mr = stats.median(ops), stats.median(refops)
       if mo and mr and mr > 0 then row.ratio_of_medians = mo / mr end
       local t = (targets.cells[backend][im.id] or {})[op]
-      if t then
+      if op == "routing" and im.id == targets.routing_impl and not skipped then
+        local limit = targets.routing_p99_us[backend]
+        row.target = { p99_max_us = limit, p99_us = row.p99_us, met = row.p99_us ~= nil and row.p99_us < limit }
+      elseif t then
         local got = t[2] == "best" and row.ratio_best or row.ratio_raw
         row.target = { min_ratio = t[1], against = t[2] == "best" and "best raw C" or "raw C",
                        ratio = got, met = got ~= nil and got >= t[1] }
@@ -90,8 +95,23 @@ local function ratio(v)
   return v and string.format("%.2f", v) or "-"
 end
 
+-- milliseconds from microseconds, 3 significant digits at most
+local function ms(v)
+  local m = v / 1000
+  local f = m >= 100 and "%.0f" or m >= 10 and "%.1f" or "%.2f"
+  local t = string.format(f, m)
+  if t:find("%.") then t = t:gsub("0+$", ""):gsub("%.$", "") end
+  return t
+end
+
 function M.verdict(t)
   if not t then return "" end
+  if t.p99_max_us then
+    local want = string.format("p99 < %s ms at 256 in flight", ms(t.p99_max_us))
+    if t.p99_us == nil then return "no data (" .. want .. ")" end
+    if t.met then return "met (" .. want .. ")" end
+    return string.format("**MISSED**: p99 %s ms (%s)", ms(t.p99_us), want)
+  end
   local want = string.format("%s %.2fx %s", "≥", t.min_ratio, t.against)
   if t.ratio == nil then return "no data (" .. want .. ")" end
   if t.met then return "met (" .. want .. ")" end
@@ -116,7 +136,8 @@ function M.table(backend, rows, meta)
   for _, r in ipairs(rows) do
     local title = r.op ~= last and r.title or ""
     last = r.op
-    local opsps = r.failed and ("FAILED: " .. tostring(r.failed):sub(1, 40))
+    local opsps = r.skipped and "not run"
+      or r.failed and ("FAILED: " .. tostring(r.failed):sub(1, 40))
       or (r.ops_per_s and thousands(r.ops_per_s) or "-")
     if r.errors > 0 then opsps = opsps .. string.format(" (%d errors)", r.errors) end
     local cols = { title, r.label, opsps, us(r.p50_us), us(r.p99_us), ratio(r.ratio_raw) }
@@ -125,9 +146,75 @@ function M.table(backend, rows, meta)
     add("| " .. table.concat(cols, " | ") .. " |")
   end
   add("")
-  add(string.format("routing decision (issue #4): not measured yet (hook: bench/ops.lua M.routing);"
-    .. " target p99 < %d ms with 256 in flight.", targets.routing_p99_us[backend] // 1000))
+  local notes = M.routing_notes(backend, rows)
+  if #notes > 0 then
+    for _, n in ipairs(notes) do add(n) end
+  else
+    add(string.format("routing decision (issue #4): not measured in this run; target p99 < %s ms with 256 in flight.",
+      ms(targets.routing_p99_us[backend])))
+  end
   return table.concat(out, "\n")
+end
+
+-- The lines under a backend's table about the routing row: the target's
+-- verdict, the raw C cells with 256 in flight for comparison, Little's law
+-- (a closed loop of N in flight at X ops/s waits N / X on average), and
+-- the cells that were not run.
+function M.routing_notes(backend, rows)
+  local out, by = {}, {}
+  for _, r in ipairs(rows) do
+    if r.op == "routing" then by[r.impl] = r end
+  end
+  local sb = by[targets.routing_impl]
+  if not sb then return out end
+  local limit = targets.routing_p99_us[backend]
+  local parts = {}
+  if sb.p99_us then
+    parts[#parts + 1] = string.format("switchboard with 256 tasks: p99 %s ms, p50 %s ms at %s routes/s, target"
+      .. " p99 < %s ms %s", ms(sb.p99_us), ms(sb.p50_us), sb.ops_per_s and thousands(sb.ops_per_s) or "-",
+      ms(limit), sb.target and sb.target.met and "met" or "**MISSED**")
+  end
+  for _, id in ipairs(impls.raw[backend]) do
+    local im
+    for _, x in ipairs(impls[backend]) do if x.id == id then im = x end end
+    local r = by[id]
+    if im and im.conns and r and r.p99_us then
+      parts[#parts + 1] = string.format("%s (%d in flight): p99 %s ms at %s routes/s", im.label,
+        im.conns * im.depth, ms(r.p99_us), thousands(r.ops_per_s))
+    end
+  end
+  local best = 0
+  for _, id in ipairs(impls.raw[backend]) do
+    local r = by[id]
+    if r and r.ops_per_s and r.ops_per_s > best then best = r.ops_per_s end
+  end
+  if best > 0 then
+    parts[#parts + 1] = string.format("with 256 in flight the mean wait is 256 / throughput (Little's law): %s ms at"
+      .. " the best raw C rate (%s routes/s); p99 < %s ms needs > %s routes/s", ms(256 / best * 1e6),
+      thousands(best), ms(limit), thousands(256 / (limit / 1e6)))
+  end
+  if #parts > 0 then out[#out + 1] = "Routing decision (issue #4): " .. table.concat(parts, "; ") .. "." end
+  for _, r in ipairs(rows) do
+    if r.op == "routing" and r.skipped then
+      out[#out + 1] = string.format("%s: not run on the routing row: %s.", r.label, r.skipped)
+    end
+  end
+  return out
+end
+
+-- What results.json says about the routing row, per backend.
+function M.routing_summary(summary)
+  local out = {}
+  for _, r in ipairs(summary) do
+    if r.op == "routing" then
+      local b = out[r.backend] or { target_p99_us = targets.routing_p99_us[r.backend], cells = {} }
+      out[r.backend] = b
+      b.cells[r.impl] = { ops_per_s = r.ops_per_s, p50_us = r.p50_us, p99_us = r.p99_us, skipped = r.skipped }
+      if r.target and r.target.p99_max_us then b.met = r.target.met end
+    end
+  end
+  if next(out) == nil then return { status = "not run" } end
+  return out
 end
 
 function M.memory_table(mems)

@@ -4,8 +4,14 @@
 --
 -- Owns: creating the schema (bench/schema.sql) and the seed data on a
 -- fresh SQLite file or a freshly emptied PostgreSQL database, and running
--- the reset before each cell (bench/ops.lua's prep_sql).
--- Does not own: the SQL itself (bench/schema.sql, bench/ops.lua).
+-- the reset before each cell (bench/ops.lua's prep_sql); the same for the
+-- routing op's own database (the call-center schema of
+-- migrations/0001_callcenter.*.sql, fed to the clients as it is: a fresh
+-- SQLite file next to bench.db, or a fresh database on the same
+-- PostgreSQL server, which needs the CREATEDB privilege), and where each
+-- op's database is (M.target).
+-- Does not own: the SQL itself (bench/schema.sql, bench/ops.lua,
+-- migrations/).
 --
 -- To run on issue #3's migrations instead of bench/schema.sql, make
 -- schema_sql() return migrations/NNNN_*.sql concatenated in order.
@@ -30,8 +36,20 @@ local function sh_quote(s)
 end
 M.sh_quote = sh_quote
 
--- Run an SQL script with the backend's client; raise with its output on failure.
-function M.run_sql(backend, target, script)
+-- Where op's data lives: --> target (SQLite file or the server URL), pgdb
+-- (PostgreSQL: the database to use instead of the URL's, or nil).
+function M.target(backend, op, build)
+  local routing = op and O.ops[op].database == "routing"
+  if backend == "sqlite" then
+    return build .. "/bench/data/" .. (routing and O.ROUTE.sqlite_file or "bench.db"), nil
+  end
+  return os.getenv("SB_TEST_PG_URL"), routing and O.ROUTE.pg_database or nil
+end
+
+-- Run an SQL script with the backend's client; raise with its output on
+-- failure.  pgdb: run it in that database of the server instead.
+function M.run_sql(backend, target, script, pgdb)
+  if pgdb then script = "\\connect " .. pgdb .. "\n" .. script end
   local tmp = os.tmpname()
   local f = assert(io.open(tmp, "w"))
   f:write(script)
@@ -62,9 +80,26 @@ function M.create(backend, target)
   M.run_sql(backend, target, pre .. M.schema_sql() .. O.seed_sql(backend))
 end
 
--- The reset before a cell of op `name` (`supply` waiting calls for assign).
+-- The routing op's database: call-center schema (the migration files as
+-- they are) and seed (bench/ops.lua).
+function M.create_routing(backend, target)
+  local mig = read("migrations/0001_callcenter." .. (backend == "sqlite" and "sqlite" or "postgres") .. ".sql")
+  if backend == "sqlite" then
+    for _, suffix in ipairs({ "", "-wal", "-shm" }) do os.remove(target .. suffix) end
+    M.run_sql(backend, target, "PRAGMA journal_mode=WAL;\n" .. mig .. O.route_seed_sql(backend))
+  else
+    local name = O.ROUTE.pg_database
+    M.run_sql(backend, target, "SET client_min_messages = warning;\nDROP DATABASE IF EXISTS " .. name
+      .. ";\nCREATE DATABASE " .. name .. ";\n")
+    M.run_sql(backend, target, mig .. O.route_seed_sql(backend), name)
+  end
+end
+
+-- The reset before a cell of op `name` (`supply` waiting calls for the
+-- assign and routing ops).
 function M.prep(backend, target, name, supply)
-  M.run_sql(backend, target, O.prep_sql(backend, name, supply))
+  local _, pgdb = M.target(backend, name, "")
+  M.run_sql(backend, target, O.prep_sql(backend, name, supply), pgdb)
 end
 
 return M

@@ -7,7 +7,11 @@
 -- runs the SAME SQL text of bench/ops.lua with every $n replaced by a
 -- literal (integers as digits, strings quoted with con:escape), through
 -- con:execute, so the server parses and plans every statement.  Rows are
--- read as tables keyed by column name (cur:fetch({}, "a")).
+-- read as tables keyed by column name (cur:fetch({}, "a")).  The routing
+-- op runs callcenter.lua's statements (bench/ops.lua; they reuse $n, so
+-- each $n becomes its own literal wherever it appears) the way
+-- sb.callcenter does, with the policy as a plain function (ops.lua's
+-- plain_policy, no sandbox).
 -- Does not own: timing (bench/cell.lua).
 
 local O = require "ops"
@@ -36,10 +40,76 @@ local function template(sql)
   return (sql:gsub("%%", "%%%%"):gsub("%$%d+", "%%s"))
 end
 
-function M.ops(h, backend, base)
+-- "... $2 ... $1 ... $2" --> function(args) --> the text with args[n]
+-- (already literals) for each $n, cut once into pieces
+local function numbered(sql)
+  local parts, nums, last = {}, {}, 1
+  for at, n, after in sql:gmatch("()%$(%d+)()") do
+    parts[#parts + 1] = sql:sub(last, at - 1)
+    nums[#nums + 1] = tonumber(n)
+    last = after
+  end
+  local tail = sql:sub(last)
+  return function(args)
+    local out = {}
+    for i = 1, #nums do
+      out[#out + 1] = parts[i]
+      out[#out + 1] = args[nums[i]]
+    end
+    out[#out + 1] = tail
+    return table.concat(out)
+  end
+end
+
+local function routing(h, backend, base, lit, rows_of)
+  local con = h.con
+  local S = O.statements("routing", backend)
+  local avail = numbered(S[1])
+  local pname, pversion = O.route_policy()
+  pname, pversion = lit(pname), lit(pversion)
+  local policy, routing_args, route_call = O.plain_policy, O.routing_args, O.route_call
+  local queue_l, skills_l = lit(O.ROUTE.queue), lit(O.ROUTE.skills_json)
+  local begin, take_call, take_agent, insert, commit, assign
+  if backend == "sqlite" then
+    begin, take_call, take_agent, insert, commit = S[2], numbered(S[3]), numbered(S[4]), numbered(S[5]), S[6]
+  else
+    assign = numbered(S[2])
+  end
+  return function(k)
+    local session = lit((routing_args(k, base)))
+    local now = os.time() * 1000
+    local rows = rows_of(avail({ now, skills_l, 1, queue_l }))
+    local agent = policy(route_call(k, base), rows)
+    if not agent then error("no agent available") end
+    agent = lit(agent)
+    if assign then
+      if #rows_of(assign({ session, agent, now, pname, pversion })) ~= 1 then error("assign refused") end
+      return 1
+    end
+    assert(con:execute(begin))
+    local ok, err = pcall(function()
+      local call = rows_of(take_call({ session }))[1]
+      if not call then error("call not waiting") end
+      local n = con:execute(take_agent({ agent, now }))
+      if n ~= 1 then error("agent refused") end
+      local row = rows_of(insert({ session, agent, lit(call.queue), lit(call.priority), lit(call.required_skills),
+                                  lit(call.caller), lit(call.enqueued_at), now, pname, pversion }))[1]
+      if not row then error("insert returned no row") end
+    end)
+    if not ok then con:execute("ROLLBACK") error(err) end
+    assert(con:execute(commit))
+    return 1
+  end
+end
+
+-- ops(h, backend, base [, only]) --> { name = function(k) }; only =
+-- "routing": just that one.
+function M.ops(h, backend, base, only)
   local con = h.con
   local function lit(v)
     if math.type(v) == "integer" then return v end
+    if v == nil then return "NULL" end
+    if type(v) == "number" then return math.tointeger(v) or string.format("%.17g", v) end
     return "'" .. con:escape(v) .. "'"
   end
   local function one(n, err)
@@ -57,6 +127,7 @@ function M.ops(h, backend, base)
     cur:close()
     return rows
   end
+  if only == "routing" then return { routing = routing(h, backend, base, lit, rows_of) } end
   local upd, avail, an = template(O.ops.update.sql), template(O.ops.available.sql), template(O.ops.analytics.sql)
   local del, ins, bump =
     template(O.ops.assign.tx[1].sql), template(O.ops.assign.tx[2].sql), template(O.ops.assign.tx[3].sql)

@@ -6,6 +6,11 @@
 -- db:first with the SQL of bench/ops.lua and $n parameters, and
 -- db:transaction for the assign transaction.  The same functions run
 -- blocking (called from the main chunk) and in sb.spawn tasks (they yield).
+-- The routing op is the real thing: sb.router (default options: sandbox,
+-- budgets, reload "auto") with bench/ops.lua's M.ROUTE.policy over
+-- sb.callcenter, one router:route(call) per op; before the cell, one route
+-- with the database wrapped in a recorder checks that it sends exactly the
+-- statements bench/ops.lua gives the raw C twin and the peers.
 -- Does not own: timing (bench/cell.lua).
 --
 -- BENCH_SB_OPTS="pool=16,readers=4" (integers only) changes the options of
@@ -35,8 +40,61 @@ local function one(n, err)
   return n
 end
 
--- ops(db, backend, base) --> { name = function(k) --> check value }
-function M.ops(db, _, base)
+-- A stand-in for db (or a tx) that logs the SQL of every exec / query /
+-- first into `log`; db:transaction logs the BEGIN and COMMIT it sends
+-- (switchboard/init.lua) around the body's statements.
+local function recorder(obj, backend, log)
+  return setmetatable({}, { __index = function(_, name)
+    local f = obj[name]
+    if name == "transaction" then
+      return function(_, fn, opts)
+        log[#log + 1] = O.BEGIN[backend]
+        local res = table.pack(obj:transaction(function(tx) return fn(recorder(tx, backend, log)) end, opts))
+        if res[1] ~= nil then log[#log + 1] = O.COMMIT end
+        return table.unpack(res, 1, res.n)
+      end
+    end
+    if type(f) ~= "function" then return f end
+    return function(_, sql, ...)
+      if name == "exec" or name == "query" or name == "first" then log[#log + 1] = sql end
+      return f(obj, sql, ...)
+    end
+  end })
+end
+
+local function routing(db, backend, base)
+  local router = assert(sb.router{ db = db, policy = O.ROUTE.policy })
+  local st = router:status()
+  local name, version = O.route_policy()
+  if st.name ~= name or st.version ~= version then
+    error(("router loaded %s@%s, bench/ops.lua says %s@%s"):format(st.name, st.version, name, version))
+  end
+  -- the check route (waiting call base - 1), outside the timed phases
+  local cc, log = router.cc, {}
+  cc.db = recorder(db, backend, log)
+  local d, err = router:route(O.route_call(-1, base))
+  cc.db = db
+  if not d or d.action ~= "assign" then error("check route: " .. tostring(d and d.reason or err)) end
+  local want = O.statements("routing", backend)
+  for i = 1, math.max(#want, #log) do
+    if want[i] ~= log[i] then
+      error(("a route sent statement %d:\n  %s\nbench/ops.lua has:\n  %s"):format(i, tostring(log[i]), tostring(want[i])))
+    end
+  end
+  local route_call = O.route_call
+  return function(k)
+    local dec, rerr = router:route(route_call(k, base))
+    if not dec then error(rerr, 0) end
+    if dec.action ~= "assign" then error("decision " .. tostring(dec.action) .. ": " .. tostring(dec.reason), 0) end
+    return 1
+  end
+end
+
+-- ops(db, backend, base [, only]) --> { name = function(k) --> check value }
+-- only = "routing": just that one (it loads the policy, whose self_test
+-- needs the call-center schema, which only the routing database has).
+function M.ops(db, backend, base, only)
+  if only == "routing" then return { routing = routing(db, backend, base) } end
   local upd, avail = O.ops.update.sql, O.ops.available.sql
   local del, ins, bump = O.ops.assign.tx[1].sql, O.ops.assign.tx[2].sql, O.ops.assign.tx[3].sql
   local assign1, an = O.ops.assign1.sql, O.ops.analytics.sql
