@@ -8,6 +8,9 @@
 --               each loops `op(k)` until the time box ends; latency is from
 --               just before the call (the submit) to its return in the
 --               task (the result), so it includes waiting to be resumed.
+--   --tasks N --rate R   switchboard only, open loop: N tasks, each one
+--               call in flight asking for op(k) at Poisson arrivals, R per
+--               second in all; latency is from the scheduled arrival.
 -- A warm-up phase (statements prepared, caches filled) runs first and is
 -- not recorded.  ops/s = measured ops / wall time of the measured phase
 -- (for tasks: from sb.run() until the last in-flight op finished).
@@ -89,7 +92,35 @@ local function tasks_phase(n, secs, lat)
   return done, errors, check
 end
 
+-- Open loop (--rate R): n tasks, each one call in flight that asks for an
+-- operation at Poisson arrivals (together R per second), whatever the
+-- others are doing; latency runs from the scheduled arrival, so a late
+-- start counts (no coordinated omission).
+local function open_phase(n, rate, secs, lat)
+  local t_start = now()
+  local stop, done, errors, check = t_start + secs, 0, 0, nil
+  local mean = n / rate
+  local function worker()
+    local due = t_start - mean * math.log(1 - math.random())
+    while due < stop and k < a.max do
+      local wait = due - now()
+      if wait > 0 then sb.sleep(wait) end
+      local my = k
+      k = k + 1
+      local ok, c = pcall(op, my)
+      if lat then lat[#lat + 1] = now() - due end
+      done = done + 1
+      if ok then check = c else errors = errors + 1 failed(c) end
+      due = due - mean * math.log(1 - math.random())
+    end
+  end
+  for _ = 1, n do sb.spawn(worker) end
+  sb.run()
+  return done, errors, check
+end
+
 local function phase(secs, lat)
+  if a.rate then return open_phase(a.tasks, a.rate, secs, lat) end
   if a.tasks > 0 then return tasks_phase(a.tasks, secs, lat) end
   return blocking_phase(secs, lat)
 end
@@ -110,7 +141,7 @@ local secs = now() - t0
 local p50, p99 = stats.latencies(lat)
 peer.close(h)
 
-local impl = a.impl == "sb" and (a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
+local impl = a.impl == "sb" and (a.rate and "sb_calls" or a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
 print(json.encode({
   impl = impl, op = a.op, ops = ops, secs = secs, ops_per_s = ops / secs,
   p50_us = p50, p99_us = p99, errors = errors, check = math.tointeger(check) or check,

@@ -152,7 +152,9 @@ local function run_backend(backend, all_cells)
       local optarget, pgdb = setup.target(backend, op, cfg.build)
       local skip = (O.ops[op].skip or {})[backend] or {}
       for _, im in ipairs(impls[backend]) do
-        if skip[im.id] and (not only_impls or only_impls[im.id]) then
+        if im.only and not im.only[op] then
+          -- a cell of another row only
+        elseif skip[im.id] and (not only_impls or only_impls[im.id]) then
           rep[op][im.id] = { skipped = skip[im.id] }
           if r == 1 then log("[%s] %-9s %-13s not run: %s", backend, op, im.id, skip[im.id]) end
         elseif not only_impls or only_impls[im.id] then

@@ -11,6 +11,12 @@ local O = require "ops"
 
 local M = {}
 
+-- The routing row's latency cell: 256 calls in flight, decisions asked for
+-- at ops.routing.open_rate per second (bench/cell.lua --rate), latency from
+-- each decision's scheduled arrival.  The other cells are closed loops.
+local OPEN_LOOP = { id = "sb_calls", label = "switchboard 256 calls in flight, open loop",
+                    lua = "sb", tasks = 256, open_loop = true, only = { routing = true } }
+
 M.sqlite = {
   { id = "raw", label = "raw C: sqlite3 prepared", raw = "raw_sqlite" },
   { id = "luasql", label = "LuaSQL (blocking)", lua = "luasql", tasks = 0 },
@@ -18,6 +24,7 @@ M.sqlite = {
   { id = "sb_block", label = "switchboard blocking", lua = "sb", tasks = 0 },
   { id = "sb_16", label = "switchboard 16 tasks", lua = "sb", tasks = 16 },
   { id = "sb_256", label = "switchboard 256 tasks", lua = "sb", tasks = 256 },
+  OPEN_LOOP,
 }
 
 M.postgresql = {
@@ -32,6 +39,7 @@ M.postgresql = {
   { id = "sb_block", label = "switchboard blocking", lua = "sb", tasks = 0 },
   { id = "sb_16", label = "switchboard 16 tasks", lua = "sb", tasks = 16 },
   { id = "sb_256", label = "switchboard 256 tasks", lua = "sb", tasks = 256 },
+  OPEN_LOOP,
 }
 
 -- "x raw C" is against ref; "x best raw C" against the best of `raw` in
@@ -67,6 +75,7 @@ function M.command(impl, c, cfg)
         "--tasks", impl.tasks, "--op", c.op, "--secs", c.secs, "--warm", c.warm,
         "--max", c.max, "--base", c.base)
     if c.warmops then add("--warmops", c.warmops) end
+    if impl.open_loop then add("--rate", O.ops[c.op].open_rate[c.backend]) end
     if c.pgdb and c.backend ~= "sqlite" then add("--pgdb", c.pgdb) end
   end
   return table.concat(parts, " ")

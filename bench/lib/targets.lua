@@ -22,10 +22,10 @@ M.cells = {
   },
 }
 
--- Routing decision (issue #4), p99 with 256 in flight, microseconds: the
--- routing op's cell with 256 tasks (bench/ops.lua's M.ops.routing).
+-- Routing decision (issue #4), p99 with 256 calls in flight, microseconds:
+-- the routing op's open-loop cell (bench/ops.lua's M.ops.routing.open_rate).
 M.routing_p99_us = { sqlite = 1000, postgresql = 5000 }
-M.routing_impl = "sb_256"
+M.routing_impl = "sb_calls"
 
 -- Whole-process peak RSS with 10,000 requests in flight.
 M.memory_mib = 64
