@@ -1,9 +1,11 @@
 -- spec/sandbox_spec.lua - hostile policies against the sandbox, through a
 -- real router on both backends: endless loops (also inside pcall and
 -- coroutines) and memory bombs stopped by the budgets, work hidden in C
--- functions, escapes (io, os, require, debug, load of bytecode, the string
--- metatable, finalizers, metamethods the host might call) refused; and
--- after each, the host and the router still fine.
+-- functions (charged, also when looped) or in single instructions (CPU
+-- time), escapes (io, os, require, debug, load of bytecode, the string
+-- metatable, finalizers, metamethods the host might call, another route's
+-- coroutine, the poller's yields) refused, giant values cut or refused;
+-- and after each, the host and the router still fine.
 local sb = require "switchboard"
 local helpers = require "helpers"
 local R = require "support.routing"
@@ -99,6 +101,48 @@ helpers.each_backend(function(backend)
       assert.are.equal("15550100", d.reason)  -- ordinary patterns work
       assert.are.equal(3, select(2, ("a.b.c.d"):gsub("%.", "/")))  -- and the host's are unaffected
     end)
+
+    -- Regression: these were each cheap enough per call for the old
+    -- per-call guards (or had none), and a loop of them ran for minutes
+    -- inside C, where the count hook cannot see: now every call charges
+    -- its work to the budget before it starts.
+    it("charges C work the count hook cannot see, also when looped", function()
+      local cases = {
+        { "local t = {} for i = 1, 100000 do t[i] = i end while true do table.sort(t) end", "budget exceeded" },
+        { "local t = {} for i = 1, 100000 do t[i] = i end while true do table.insert(t, 1, 0) table.remove(t, 1) end",
+          "budget exceeded" },
+        { "while true do table.move({}, 1, (1 << 24) - 2, 2) end", "budget exceeded" },
+        { "local s = ('x'):rep(4e6) while true do utf8.len(s) end", "budget exceeded" },
+        { "local s = ('x'):rep(1000) while true do s:find('.-y') end", "budget exceeded" },
+        { "local s = ('('):rep(100000) return { action = 'queue', reason = tostring(s:find('%b()')) }",
+          "pattern too costly" },
+        { "local s = ('a'):rep(3000) return { action = 'queue', reason = tostring(s:find('[' .. ('b'):rep(30000) .. 'a]*y')) }",
+          "pattern too costly" },
+        { [[local k = 0
+            local t = setmetatable({}, { __len = function() k = k + 1 return k == 1 and 1 or 1e15 end })
+            table.insert(t, 1, 0)]], "a table with __len" },
+      }
+      for _, case in ipairs(cases) do
+        local d, router, dt, c = run(backend, case[1])
+        assert.is_true(dt < helpers.T(2), string.format("%s took %.2f s", case[1], dt))
+        assert.is_true(d.fallback, case[1])
+        assert.matches(case[2], d.reason, 1, true)
+        host_is_fine(router, c)
+      end
+    end)
+
+    it("stops work inside single instructions by CPU time (long string compares, growing varargs)", function()
+      for _, body in ipairs {
+        "local a, b = ('x'):rep(2e6), ('x'):rep(2e6) local n = 0 while true do if a == b then n = n + 1 end end",
+        "local function f(...) return f(1, 2, 3, 4, ...) end f()",
+      } do
+        local d, router, dt, c = run(backend, body)
+        assert.is_true(dt < helpers.T(3), string.format("%s took %.2f s", body, dt))
+        assert.is_true(d.fallback)
+        assert.matches("budget exceeded", d.reason)
+        host_is_fine(router, c)
+      end
+    end)
   end)
 
   describe("memory budget", function()
@@ -193,6 +237,61 @@ helpers.each_backend(function(backend)
       assert.matches("db down", tostring(sb.error{ class = "connection", message = "db down" }))
     end)
 
+    -- Regression: a route's own coroutine, stashed in ctx.state and left
+    -- suspended by a refused yield, was resumed by the next route: its
+    -- database wait yielded the host's (AWAIT, db, tag) to the policy (the
+    -- db handle: writes), and sb.run raised on a request it never saw.
+    it("refuses resuming a coroutine the policy did not create (another route's, in a task)", function()
+      local c, db = R.setup(backend)
+      R.agents(c, 1, "q")
+      local router = assert(R.router(c, R.write([[return { route = function(call, ctx)
+        if not ctx.state.co then
+          ctx.state.co = coroutine.running()
+          coroutine.yield("stash")
+          while true do ctx.cc:available_agents{ queue = "q" } end
+        end
+        local ok, resumed, marker, db = pcall(coroutine.resume, ctx.state.co)
+        if type(db) == "userdata" then
+          db:exec("UPDATE agents SET max_calls = 0")
+          return { action = "reject", reason = "ESCAPED" }
+        end
+        error(ok and marker or resumed, 0) end }]])))
+      local ds = {}
+      helpers.run_tasks(function()
+        for i = 1, 3 do ds[i] = assert(router:route(R.call(c, "c" .. i, "q"))) end
+      end)
+      assert.matches("yielded", ds[1].reason)
+      for i = 2, 3 do
+        assert.is_true(ds[i].fallback)
+        assert.matches("not a coroutine this policy created", ds[i].reason)
+      end
+      assert.are.equal(1, assert(db:first("SELECT max_calls FROM agents WHERE id = 'a1'")).max_calls)
+    end)
+
+    it("refuses host objects that the policy's own coroutines yield under sb.poller", function()
+      local c = R.setup(backend)
+      R.agents(c, 1, "q")
+      local router = assert(R.router(c, R.write([[return { route = function(call, ctx)
+        local co = coroutine.create(function() return ctx.cc:available_agents{ queue = "q" } end)
+        for i = 1, 1000 do
+          local r = table.pack(coroutine.resume(co))
+          for j = 2, r.n do if type(r[j]) == "userdata" then return { action = "reject", reason = "ESCAPED" } end end
+          if coroutine.status(co) == "dead" then return { action = "queue", reason = "done" } end
+        end
+      end }]])))
+      sb.poller = function(pollable) return coroutine.yield("poll", pollable) end
+      local ok, d = pcall(function()
+        local co = coroutine.create(function() return router:route(R.call(c, "c1", "q")) end)
+        local r = table.pack(coroutine.resume(co))
+        while coroutine.status(co) == "suspended" do r = table.pack(coroutine.resume(co)) end
+        return assert(r[2], r[3])
+      end)
+      sb.poller = nil
+      assert(ok, d)
+      assert.are_not.equal("ESCAPED", d.reason)
+      if d.fallback then assert.matches("host object", d.reason) end  -- else: the read finished at once
+    end)
+
     it("refuses a policy that yields on its own inside a task", function()
       local c = R.setup(backend)
       local router = assert(R.router(c, R.write("return { route = function() coroutine.yield('x') return { action = 'assign', agent = 'a' } end }")))
@@ -214,6 +313,62 @@ helpers.each_backend(function(backend)
       helpers.run_tasks(table.unpack(tasks))
       table.sort(got)
       assert.are.same({ "a1", "a2", "a3" }, got)
+    end)
+  end)
+
+  describe("giant values", function()
+    it("cuts long error texts and reasons, refuses long ids and names", function()
+      local d, router = run(backend, "error(('e'):rep(3e6), 0)")
+      assert.is_true(d.fallback)
+      assert.is_true(#d.reason < 1100 and #router:status().last_error < 1100, #d.reason)
+      assert.matches("%(3000000 bytes%)$", d.reason)
+      d = run(backend, "return { action = 'queue', reason = ('r'):rep(3e6) }")
+      assert.is_nil(d.fallback)
+      assert.is_true(#d.reason < 1100)
+      d = run(backend, "return { action = 'assign', agent = ('a'):rep(300) }")
+      assert.is_true(d.fallback)
+      assert.matches("at most 256 bytes", d.reason)
+      local c = R.setup(backend)
+      local r, err = R.router(c, R.write("return { name = ('n'):rep(1e6), route = function() end }"))
+      assert.is_nil(r)
+      assert.matches("at most 256 bytes", err.message)
+      local log
+      r, log = assert(R.router(c, R.write("return { route = function(call, ctx) for i = 1, 1e9 do ctx.log(('l'):rep(1e6)) end end }")))
+      d = assert(r:route(R.call(c, "c1", "q")))
+      assert.is_true(d.fallback)
+      for _, line in ipairs(log) do assert.is_true(#line < 1400, #line) end
+    end)
+
+    -- Regression: `return table.unpack(huge)` grew the stack of the thread
+    -- that called route by as many slots (several times: the results were
+    -- copied twice), outside any budget, and Lua 5.4 may keep the main
+    -- thread's stack at that size: 6 MB for 1e5 values, for the process's
+    -- life.  Measured in a fresh process, routing on its main thread.
+    it("keeps none of a policy's many return values in the host (the caller's stack)", function()
+      local small = R.write("return { route = function() return 1 end }")
+      local big = R.write("return { route = function() local t = {} for i = 1, 1e5 do t[i] = i end "
+        .. "return table.unpack(t) end }")
+      local ok, out = helpers.run_script(string.format([[
+        local sb = require "switchboard"
+        local fake = setmetatable({}, { __index = function(_, k) return function() return k == "now" and 0 or {} end end })
+        local function route(path)
+          local r = assert(sb.router{ cc = fake, policy = path, log = function() end })
+          return r:route{ id = "c1", queue = "q" }
+        end
+        route(%q)  -- the same path, for the baseline
+        collectgarbage("collect") collectgarbage("collect")
+        local before, grown = collectgarbage("count"), 0
+        for _ = 1, 3 do  -- (whether a collection shrinks the stack depends on its timing)
+          local d = route(%q)
+          assert(d.fallback and d.reason:match("route returned number"), d.reason)
+          d = nil
+          collectgarbage("collect") collectgarbage("collect")
+          grown = math.max(grown, collectgarbage("count") - before)
+        end
+        io.write(string.format("grown %%.0f\n", grown))]], small, big))
+      assert(ok, out)
+      local grown = tonumber(out:match("grown (%-?%d+)"))
+      assert.is_true(grown < 512, string.format("the host's heap grew by %.0f KB", grown))
     end)
   end)
 end)

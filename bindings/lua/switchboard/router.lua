@@ -15,7 +15,11 @@
 -- reads a policy's tables with rawget/next only (the policy table, its
 -- decisions), copies what it hands in and what ctx.cc returns (so the
 -- policy holds no host table with a shared metatable), and describes a
--- policy's errors without tostring (sandbox.describe).
+-- policy's errors without tostring (sandbox.describe).  What a policy
+-- writes that the host keeps or passes on is bounded: error texts (the
+-- fallback's reason, last_error, log lines) and a decision's reason are
+-- cut to MAX_TEXT bytes, ids it names (agent, queue, its name and
+-- version, which end up in every assignment row) are refused past MAX_ID.
 
 local sb = require "switchboard"
 local core = require "switchboard.core"
@@ -30,6 +34,16 @@ local Router = {}
 Router.__index = Router
 
 local DEFAULT_BUDGET = { instructions = 1000000, memory = 8 * 1024 * 1024 }
+local MAX_TEXT, MAX_ID = 1024, 256
+
+-- A policy's text, cut to MAX_TEXT bytes (a 7 MB error message must not
+-- become 7 MB of log per call, nor stay in status().last_error).
+local function clip(s)
+  s = tostring(s)
+  if #s <= MAX_TEXT then return s end
+  return string.sub(s, 1, MAX_TEXT) .. "... (" .. #s .. " bytes)"
+end
+
 local ACTIONS = { assign = true, queue = true, overflow = true, reject = true }
 
 local function bad(name, msg) error("bad option '" .. name .. "' to 'router' (" .. msg .. ")", 3) end
@@ -56,13 +70,17 @@ local function field(d, k, want)
   local v = rawget(d, k)
   if v == nil then return nil end
   if want == "id" then
-    if math.type(v) == "integer" or (type(v) == "string" and v ~= "") then return v end
-    return nil, k .. " must be a non-empty string or an integer"
+    if math.type(v) == "integer" or (type(v) == "string" and v ~= "" and #v <= MAX_ID) then return v end
+    return nil, k .. " must be a non-empty string (at most " .. MAX_ID .. " bytes) or an integer"
   elseif want == "integer" then
     if math.type(v) == "integer" then return v end
     return nil, k .. " must be an integer"
   elseif type(v) ~= want then
     return nil, k .. " must be a " .. want
+  elseif k == "queue" and #v > MAX_ID then
+    return nil, k .. " must be at most " .. MAX_ID .. " bytes"
+  elseif k == "reason" then
+    return clip(v)
   end
   return v
 end
@@ -112,7 +130,7 @@ local function make_ctx(self, state)
     log = function(...)
       local parts = table.pack(...)
       for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-      log(table.concat(parts, " ", 1, parts.n))
+      log(clip(table.concat(parts, " ", 1, parts.n)))
     end,
     now = function() return cc:now() end,  -- the call center's clock (ms)
   }
@@ -137,12 +155,14 @@ local function load_version(self)
   local route = rawget(policy, "route")
   if type(route) ~= "function" then return nil, "the policy has no route function", sig end
   local name = rawget(policy, "name")
-  if name ~= nil and (type(name) ~= "string" or name == "") then return nil, "name must be a non-empty string", sig end
+  if name ~= nil and (type(name) ~= "string" or name == "" or #name > MAX_ID) then
+    return nil, "name must be a non-empty string of at most " .. MAX_ID .. " bytes", sig
+  end
   name = name or self.path:match("([^/]+)%.lua$") or self.path
   local version = rawget(policy, "version")
   if math.type(version) == "integer" then version = tostring(version) end
-  if version ~= nil and (type(version) ~= "string" or version == "") then
-    return nil, "version must be a non-empty string or an integer", sig
+  if version ~= nil and (type(version) ~= "string" or version == "" or #version > MAX_ID) then
+    return nil, "version must be a non-empty string (at most " .. MAX_ID .. " bytes) or an integer", sig
   end
   local v = {
     name = name,
@@ -179,6 +199,7 @@ function Router:reload()
   self.loading = false
   self.checked_sig = sig
   if not v then
+    why = clip(why)
     self.failures = self.failures + 1
     self.last_error = why
     self.log("policy " .. self.path .. " rejected: " .. tostring(why))
@@ -208,6 +229,7 @@ local function ask(self, v, call)
 end
 
 local function fallback(self, v, why)
+  why = clip(why)
   self.fallbacks = self.fallbacks + 1
   self.last_error = why
   self.log("policy " .. (v and v.name or "?") .. " failed, fallback used: " .. tostring(why))
