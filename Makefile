@@ -98,13 +98,14 @@ MODULE := $(BUILD)/lua/switchboard/core.so
 
 # ------------------------------------------------------------------ build
 
-all: $(LIB) $(MODULE) $(MIGRATIONS_DATA)
-
 # The call-center migrations ship inside the module: migrations/*.sql are
 # embedded in switchboard/migrations_data.lua (committed; regenerated here
 # when a .sql changes; spec/migrate_spec.lua fails if it is stale).
 MIGRATIONS_SQL  := $(sort $(wildcard migrations/*.sql))
 MIGRATIONS_DATA := bindings/lua/switchboard/migrations_data.lua
+
+# (defined above: a prerequisite is expanded where the rule is read)
+all: $(LIB) $(MODULE) $(MIGRATIONS_DATA)
 
 $(MIGRATIONS_DATA): $(MIGRATIONS_SQL) bindings/lua/switchboard/migrate.lua scripts/gen-migrations-data
 	$(LUA) scripts/gen-migrations-data

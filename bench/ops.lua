@@ -87,7 +87,7 @@ M.ops = {
 -- sb.callcenter routes ONE waiting call end to end: router:route(call) -->
 -- policy --> cc:available_agents{queue, skills, limit = 1} --> cc:assign.
 -- It runs on its own database with the call-center schema of
--- migrations/0001_callcenter.*.sql (M.ROUTE; bench/lib/setup.lua), seeded
+-- migrations/NNNN_*.sql (M.ROUTE; bench/lib/setup.lua), seeded
 -- like the others: 200 agents, 100 AVAILABLE, all in queue "sales" with
 -- skill "english", and before each cell a supply of waiting calls.  The
 -- available agents' max_calls is large, so capacity never runs out within
@@ -308,7 +308,7 @@ end
 -- Tables dropped before the schema is (re)created on PostgreSQL.
 M.DROP_PG = "DROP TABLE IF EXISTS active_calls, waiting_calls, call_records, agents;\n"
 
--- The routing database (M.ROUTE): after migrations/0001_callcenter.*.sql,
+-- The routing database (M.ROUTE): after migrations/NNNN_*.sql,
 -- one queue, 200 agents (even ids AVAILABLE, idle since T_AGENT0 + i s;
 -- odd ones BUSY), each in the queue with skill english at level 1..5.
 local ROUTE_SEED = [[

@@ -6,7 +6,7 @@
 -- fresh SQLite file or a freshly emptied PostgreSQL database, and running
 -- the reset before each cell (bench/ops.lua's prep_sql); the same for the
 -- routing op's own database (the call-center schema of
--- migrations/0001_callcenter.*.sql, fed to the clients as it is: a fresh
+-- migrations/NNNN_*.sql in order, fed to the clients as they are: a fresh
 -- SQLite file next to bench.db, or a fresh database on the same
 -- PostgreSQL server, which needs the CREATEDB privilege), and where each
 -- op's database is (M.target).
@@ -83,7 +83,11 @@ end
 -- The routing op's database: call-center schema (the migration files as
 -- they are) and seed (bench/ops.lua).
 function M.create_routing(backend, target)
-  local mig = read("migrations/0001_callcenter." .. (backend == "sqlite" and "sqlite" or "postgres") .. ".sql")
+  local mig = {}
+  local ls = assert(io.popen("ls migrations/*." .. (backend == "sqlite" and "sqlite" or "postgres") .. ".sql"))
+  for f in ls:lines() do mig[#mig + 1] = read(f) end  -- ls sorts: NNNN_ order
+  ls:close()
+  mig = table.concat(mig, "\n")
   if backend == "sqlite" then
     for _, suffix in ipairs({ "", "-wal", "-shm" }) do os.remove(target .. suffix) end
     M.run_sql(backend, target, "PRAGMA journal_mode=WAL;\n" .. mig .. O.route_seed_sql(backend))

@@ -41,8 +41,16 @@ static int l_poll(lua_State *L)
         fds[i].revents = 0;
         lua_pop(L, 1);
     }
-    int ms = t < 0 ? -1 : (int)(t * 1000.0 + 0.999);
-    int rc = poll(fds, (nfds_t)n, ms);
+    /* ppoll: microsecond timeouts, so sb.sleep wakes on time (poll's
+    ** milliseconds woke sleepers up to 1 ms late) */
+    struct timespec ts, *tp = NULL;
+    if (t >= 0) {
+        if (t > 1e9) t = 1e9;
+        ts.tv_sec = (time_t)t;
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        tp = &ts;
+    }
+    int rc = ppoll(fds, (nfds_t)n, tp, NULL);
     if (rc < 0 && errno != EINTR) return luaL_error(L, "poll failed (errno %d)", errno);
     lua_pushinteger(L, rc < 0 ? 0 : rc);
     return 1;

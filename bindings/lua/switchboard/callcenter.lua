@@ -153,7 +153,7 @@ end
 
 -- An agent who can take a call now ($now = current time in ms).
 local function can_take(alias, now)
-  return string.format("%s.status = 'AVAILABLE' AND %s.current_calls < %s.max_calls AND %s.available_since <= %s",
+  return string.format("%s.status = 'AVAILABLE' AND %s.current_calls < %s.max_calls AND +%s.available_since <= %s",
     alias, alias, alias, alias, now)
 end
 
@@ -191,37 +191,22 @@ local function build_sql(backend)
     .. " a.current_calls, a.max_calls, a.wrapup_seconds"
   -- Available agents, least loaded then longest idle first, limited to a
   -- queue's members ($4) if one is given; skill_level is the agent's levels
-  -- in the skills asked ($2, JSON), summed.  With no skills asked the
-  -- statement has no skill clauses at all (the common case, and the cheap
-  -- one).  With skills, each backend gets the form its planner runs best
-  -- (measured on the bench's routing data, 200 agents): SQLite probes each
-  -- candidate with correlated subqueries (0.15 ms; the grouped join below
-  -- takes 0.29 ms there); PostgreSQL parses the request once (a
-  -- materialized CTE) and counts every agent's matching skills in one
-  -- grouped join (0.64 ms; the correlated form takes 2.3 ms there).
+  -- in the skills asked ($2, JSON), summed.  The ORDER BY is the index
+  -- agents_pick (migration 0002): the scan walks agents in that order and
+  -- stops once LIMIT agents qualify.  The unary + keeps SQLite from
+  -- preferring the available_since index (and a sort of every candidate).
+  -- With no skills asked the statement has no skill clauses at all.
   local order = " ORDER BY a.current_calls, a.available_since, a.id"
-  local members = " FROM agent_queues q JOIN agents a ON a.id = q.agent_id WHERE q.queue = $%d AND "
-  if pg then
-    local skilled = "WITH req AS MATERIALIZED (SELECT r.key AS skill, " .. LEVEL[backend] .. " AS level FROM "
-      .. EACH[backend]:format("$2") .. " r),"
-      .. " ok AS (SELECT s.agent_id, SUM(s.level) AS level, COUNT(*) AS n FROM agent_skills s JOIN req"
-      .. " ON s.skill = req.skill AND s.level >= req.level GROUP BY s.agent_id)"
-      .. " SELECT " .. agent_cols .. ", ok.level AS skill_level"
-    local tail = " AND ok.n = (SELECT COUNT(*) FROM req)" .. order .. " LIMIT $3"
-    S.available = skilled .. " FROM agents a JOIN ok ON ok.agent_id = a.id WHERE " .. can_take("a", "$1") .. tail
-    S.available_queue = skilled .. members:format(4):gsub(" WHERE ", " JOIN ok ON ok.agent_id = a.id WHERE ")
-      .. can_take("a", "$1") .. tail
-  else
-    local skilled = "SELECT " .. agent_cols .. ", (SELECT COALESCE(SUM(s.level), 0) FROM agent_skills s JOIN "
-      .. EACH[backend]:format("$2") .. " r ON s.skill = r.key WHERE s.agent_id = a.id) AS skill_level"
-      .. " FROM agents a WHERE " .. can_take("a", "$1")
-    local tail = " AND " .. skills_met(backend, "a.id", "$2") .. order .. " LIMIT $3"
-    S.available = skilled .. tail
-    S.available_queue = skilled .. " AND EXISTS (SELECT 1 FROM agent_queues q WHERE q.agent_id = a.id AND q.queue = $4)" .. tail
-  end
-  local any = "SELECT " .. agent_cols .. ", 0 AS skill_level"
-  S.available_any = any .. " FROM agents a WHERE " .. can_take("a", "$1") .. order .. " LIMIT $2"
-  S.available_any_queue = any .. members:format(3) .. can_take("a", "$1") .. order .. " LIMIT $2"
+  local in_queue = " AND EXISTS (SELECT 1 FROM agent_queues q WHERE q.agent_id = a.id AND q.queue = $%d)"
+  local skilled = "SELECT " .. agent_cols .. ", (SELECT COALESCE(SUM(s.level), 0) FROM agent_skills s JOIN "
+    .. EACH[backend]:format("$2") .. " r ON s.skill = r.key WHERE s.agent_id = a.id) AS skill_level"
+    .. " FROM agents a WHERE " .. can_take("a", "$1")
+  local tail = " AND " .. skills_met(backend, "a.id", "$2") .. order .. " LIMIT $3"
+  S.available = skilled .. tail
+  S.available_queue = skilled .. in_queue:format(4) .. tail
+  local any = "SELECT " .. agent_cols .. ", 0 AS skill_level FROM agents a WHERE " .. can_take("a", "$1")
+  S.available_any = any .. order .. " LIMIT $2"
+  S.available_any_queue = any .. in_queue:format(3) .. order .. " LIMIT $2"
   S.agent = "SELECT " .. agent_cols .. " FROM agents a WHERE a.id = $1"
 
   -- a session id names one call for ever: not waiting (unique), not active,
