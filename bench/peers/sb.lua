@@ -1,7 +1,7 @@
 -- bench/peers/sb.lua - switchboard's side of a benchmark cell.
 --
 -- Owns: opening the db the way a routing script would (sb.open with the
--- default options: pool 4 on PostgreSQL, 2 readers on SQLite) and one Lua
+-- default options: a pool of up to 16 on PostgreSQL, 2 readers on SQLite) and one Lua
 -- function per operation, written as a user would: db:exec / db:query /
 -- db:first with the SQL of bench/ops.lua and $n parameters, and
 -- db:transaction for the assign transaction.  The same functions run
