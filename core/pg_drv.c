@@ -194,10 +194,10 @@ again:;
             place_session_op(d, op);  /* may free op */
             waiting += !sess->drv && !sess->broken;
         } else if (!pool_full) {
+            /* no idle connection while the pool may grow: rather a
+            ** connection of its own than a place in a pipeline */
             sb_pg_conn *pc = pick(d);
-            if (pc && pc->depth > 0 && d->nstarted < d->npool) {
-                waiting++;  /* rather a connection of its own than a place in a pipeline */
-            } else if (pc) {
+            if (pc && (pc->depth == 0 || d->nstarted == d->npool)) {
                 send_op(d, pc, op);
             } else {
                 pool_full = 1;
