@@ -138,12 +138,14 @@ end
 function R:done() return self.finished >= self.N end
 
 -- A verification query, retried while the db reconnects after a fault that
--- landed at the very end of the load (bounded: 30 s).
+-- landed at the very end of the load (bounded: 30 s).  --> its value, and
+-- when the attempt that succeeded started.
 local function settled(fn)
   local deadline = F.now() + F.T(30)
   while true do
+    local started = F.now()
     local v, err = fn()
-    if v ~= nil or F.now() > deadline then return assert(v, err) end
+    if v ~= nil or F.now() > deadline then return assert(v, err), started end
     sb.sleep(0.1)
   end
 end
@@ -151,7 +153,10 @@ end
 -- Checks after the load (the model's db must have recovered by itself).
 function R:verify()
   local m, N = self.m, self.N
-  local tot = settled(function() return m:totals() end)
+  local tot, started = settled(function() return m:totals() end)
+  -- a fault during the last calls is followed by this success on the same
+  -- db (a load can end while a server restart is still running)
+  self.rec:success(started)
   local in_db = settled(function() return m:active() end)
   local v = { dups = 0, lost = 0, phantom = 0, assigned = 0, elapsed = F.now() - self.t_start }
   for i = 1, N do
