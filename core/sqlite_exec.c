@@ -302,6 +302,12 @@ void sb_sqlite_rollback_open(sb_sqlite_slot *s)
     if (!sqlite3_get_autocommit(s->h)) (void)sqlite3_exec(s->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
+void sb_sqlite_checkpoint(sb_sqlite *d)
+{
+    /* copies what no reader still needs; never waits for anyone */
+    (void)sqlite3_wal_checkpoint_v2(d->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
 void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j)
 {
     if (!j->r) {

@@ -132,6 +132,12 @@ typedef struct sb_sqlite {
     sb_sqlite_pool wpool, rpool;  /* rpool.nslots == 0: no readers */
     /* owner only */
     sb_sqlite_lru ro;        /* SQL text -> known read-only / known write */
+    /* checkpoints (sqlite_drv.c: wal_hook): a read-write connection a
+    ** reader thread checkpoints through (serialized mode), or NULL; and
+    ** "the WAL passed its threshold", set by the writer's hook on any
+    ** thread, taken by the reader thread that runs the checkpoint */
+    sqlite3 *ckpt;
+    atomic_int ckpt_wanted;
     sb_session *pin;         /* the session holding the writer, or NULL */
     sb_sqlite_job *release;  /* allocated before a pin is taken, so that
                                 giving the pin back never needs memory */
@@ -167,6 +173,8 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
                    sb_result **res, sb_error **err, int *ro);
 /* Give the writer back clean: roll back what a session left open. */
 void sb_sqlite_rollback_open(sb_sqlite_slot *s);
+/* A passive checkpoint through d->ckpt (a reader thread, when asked). */
+void sb_sqlite_checkpoint(struct sb_sqlite *d);
 /* Run job j's request on slot s (the caller is s's runner).  Fills
 ** j->res / j->err / j->ro / j->bounced.  A release job (r == NULL) rolls
 ** back an open transaction.  Never touches owner-only state. */

@@ -74,15 +74,28 @@ int sb_sqlite_progress(void *arg)
 
 /* ---------------------------------------------------------------- worker */
 
-/* Runs jobs from its pool's queue until told to stop; posts each one. */
+/* A reader is asked for a checkpoint (sqlite_drv.c: wal_hook). */
+static int ckpt_due(const sb_sqlite_slot *s)
+{
+    return s->idx > 0 && s->db->ckpt && atomic_load(&s->db->ckpt_wanted);
+}
+
+/* Runs jobs from its pool's queue until told to stop; posts each one; a
+** reader runs a requested checkpoint first. */
 static void *worker(void *arg)
 {
     sb_sqlite_slot *s = arg;
     sb_sqlite_pool *p = s->pool;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && !p->q.head) pthread_cond_wait(&p->cv, &p->mu);
+        while (!p->stop && !p->q.head && !ckpt_due(s)) pthread_cond_wait(&p->cv, &p->mu);
         if (p->stop) break;
+        if (ckpt_due(s) && atomic_exchange(&s->db->ckpt_wanted, 0)) {
+            pthread_mutex_unlock(&p->mu);
+            sb_sqlite_checkpoint(s->db);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
         sb_sqlite_job *j = p->q.head;
         sb_sqlite_jq_remove(&p->q, j);
         j->state = SB_SQLITE_J_RUN;
