@@ -26,6 +26,7 @@ function M.summarize(backend, reps, ops_list)
   local ref = impls.ref[backend]
   for _, op in ipairs(ops_list) do
     for _, im in ipairs(impls[backend]) do
+      if im.only and not im.only[op] then goto next_impl end  -- a cell of another row
       local ops, p50, p99, rr, rb, errors, check, failed, skipped = {}, {}, {}, {}, {}, 0, nil, nil, nil
       local refops = {}
       for r, rep in ipairs(reps) do
@@ -71,6 +72,7 @@ function M.summarize(backend, reps, ops_list)
                        ratio = got, met = got ~= nil and got >= t[1] }
       end
       rows[#rows + 1] = row
+      ::next_impl::
     end
   end
   return rows
