@@ -57,39 +57,45 @@ local function failed(err)
   end
 end
 
+-- One op (the k-th), tallied in st; its latency runs from `since`.
+local function one(st, lat, since)
+  local my = k
+  k = k + 1
+  local ok, c = pcall(op, my)
+  if lat then lat[#lat + 1] = now() - since end
+  st.done = st.done + 1
+  if ok then st.check = c else st.errors = st.errors + 1 failed(c) end
+end
+
 -- Blocking: call op in a loop until secs passed or max ops started.
 local function blocking_phase(secs, lat)
-  local stop, done, errors, check = now() + secs, 0, 0, nil
+  local stop, st = now() + secs, { done = 0, errors = 0 }
   while k < a.max do
     local t0 = now()
     if t0 >= stop then break end
-    local ok, c = pcall(op, k)
-    k = k + 1
-    if lat then lat[#lat + 1] = now() - t0 end
-    done = done + 1
-    if ok then check = c else errors = errors + 1 failed(c) end
+    one(st, lat, t0)
   end
-  return done, errors, check
+  return st
+end
+
+-- n tasks running worker(st), one sb.run()
+local function in_tasks(n, worker)
+  local st = { done = 0, errors = 0 }
+  for _ = 1, n do sb.spawn(worker, st) end
+  sb.run()
+  return st
 end
 
 -- Tasks: n tasks share k; each loops until the time box ends.
 local function tasks_phase(n, secs, lat)
-  local stop, done, errors, check = now() + secs, 0, 0, nil
-  local function worker()
+  local stop = now() + secs
+  return in_tasks(n, function(st)
     while k < a.max do
       local t0 = now()
       if t0 >= stop then return end
-      local my = k
-      k = k + 1
-      local ok, c = pcall(op, my)
-      if lat then lat[#lat + 1] = now() - t0 end
-      done = done + 1
-      if ok then check = c else errors = errors + 1 failed(c) end
+      one(st, lat, t0)
     end
-  end
-  for _ = 1, n do sb.spawn(worker) end
-  sb.run()
-  return done, errors, check
+  end)
 end
 
 -- Open loop (--rate R): n tasks, each one call in flight that asks for an
@@ -98,25 +104,16 @@ end
 -- start counts (no coordinated omission).
 local function open_phase(n, rate, secs, lat)
   local t_start = now()
-  local stop, done, errors, check = t_start + secs, 0, 0, nil
-  local mean = n / rate
-  local function worker()
+  local stop, mean = t_start + secs, n / rate
+  return in_tasks(n, function(st)
     local due = t_start - mean * math.log(1 - math.random())
     while due < stop and k < a.max do
       local wait = due - now()
       if wait > 0 then sb.sleep(wait) end
-      local my = k
-      k = k + 1
-      local ok, c = pcall(op, my)
-      if lat then lat[#lat + 1] = now() - due end
-      done = done + 1
-      if ok then check = c else errors = errors + 1 failed(c) end
+      one(st, lat, due)
       due = due - mean * math.log(1 - math.random())
     end
-  end
-  for _ = 1, n do sb.spawn(worker) end
-  sb.run()
-  return done, errors, check
+  end)
 end
 
 local function phase(secs, lat)
@@ -136,7 +133,8 @@ end
 collectgarbage()
 local lat = {}
 local t0 = now()
-local ops, errors, check = phase(a.secs, lat)
+local st = phase(a.secs, lat)
+local ops, errors, check = st.done, st.errors, st.check
 local secs = now() - t0
 local p50, p99 = stats.latencies(lat)
 peer.close(h)
