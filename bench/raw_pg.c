@@ -56,20 +56,27 @@ static PGconn *connect_prepared(const bench_args *a, const char *url)
     return c;
 }
 
+/* Copy every value out of r (what a client reading the rows does). */
+static void read_rows(PGresult *r)
+{
+    int nr = PQntuples(r), nc = PQnfields(r);
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nc; j++) {
+            int len = PQgetlength(r, i, j);
+            if (len > (int)sizeof textbuf - 1) len = (int)sizeof textbuf - 1;
+            memcpy(textbuf, PQgetvalue(r, i, j), (size_t)len);
+            textbuf[len] = 0;
+        }
+}
+
 /* Copy every value out of r; the sanity value of statement s goes to *check.
 ** Returns 0, or -1 when r failed or its affected count is not the expected. */
 static int take_result(const bench_args *a, int s, PGresult *r, long *check)
 {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK) {
-        int nr = PQntuples(r), nc = PQnfields(r);
-        for (int i = 0; i < nr; i++)
-            for (int j = 0; j < nc; j++) {
-                int len = PQgetlength(r, i, j);
-                if (len > (int)sizeof textbuf - 1) len = (int)sizeof textbuf - 1;
-                memcpy(textbuf, PQgetvalue(r, i, j), (size_t)len);
-                textbuf[len] = 0;
-            }
+        int nr = PQntuples(r);
+        read_rows(r);
         *check = a->op == OP_ANALYTICS && nr > 0 ? atol(PQgetvalue(r, 0, 0)) : nr;
     } else if (st != PGRES_COMMAND_OK) {
         if (st != PGRES_PIPELINE_ABORTED) fprintf(stderr, "raw_pg: %s", PQresultErrorMessage(r));
@@ -126,15 +133,8 @@ static int route_result(PGresult *r, int step, char *agent)
         if (st != PGRES_PIPELINE_ABORTED) fprintf(stderr, "raw_pg: %s", PQresultErrorMessage(r));
         return -1;
     }
-    int nr = PQntuples(r), nc = PQnfields(r);
-    for (int i = 0; i < nr; i++)
-        for (int j = 0; j < nc; j++) {
-            int len = PQgetlength(r, i, j);
-            if (len > (int)sizeof textbuf - 1) len = (int)sizeof textbuf - 1;
-            memcpy(textbuf, PQgetvalue(r, i, j), (size_t)len);
-            textbuf[len] = 0;
-        }
-    if (nr != 1) return -1;
+    read_rows(r);
+    if (PQntuples(r) != 1) return -1;
     if (step == 0) snprintf(agent, 64, "%s", PQgetvalue(r, 0, 0));
     return 0;
 }
