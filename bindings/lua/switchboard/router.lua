@@ -286,7 +286,7 @@ end
 local function default_log(msg) io.stderr:write("switchboard.router: ", msg, "\n") end
 
 -- sb.router{ db=, policy=PATH, reload="auto"|"manual", check_interval=1.0,
---            budget={instructions=, memory=}, fallback={action="queue"},
+--            budget={instructions=, memory=, cpu=}, fallback={action="queue"},
 --            max_attempts=3, log=function(msg) } --> router | nil, err
 local function new(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'router' (table expected, got " .. type(opts) .. ")", 2) end
@@ -299,7 +299,11 @@ local function new(opts)
   local limits = {
     instructions = math.tointeger(budget.instructions or DEFAULT_BUDGET.instructions),
     memory = math.tointeger(budget.memory or DEFAULT_BUDGET.memory),
+    cpu = budget.cpu,  -- seconds; nil: the sandbox's default (1 us per instruction)
   }
+  if limits.cpu ~= nil and (type(limits.cpu) ~= "number" or not (limits.cpu > 0)) then
+    bad("budget", "cpu must be a positive number of seconds")
+  end
   if not limits.instructions or limits.instructions <= 0 then bad("budget", "instructions must be a positive integer") end
   if not limits.memory or limits.memory <= 0 then bad("budget", "memory must be a positive integer") end
   local attempts = opts.max_attempts or 3

@@ -379,7 +379,7 @@ end
 -- scheduler's database waits (core.AWAIT) are passed on, or anything when
 -- sb.poller is set (the poller's yields are its own business).
 function M.run(limits, fn, ...)
-  local budget = core.budget(limits.instructions, limits.memory)
+  local budget = core.budget(limits.instructions, limits.memory, limits.cpu)
   local co = coroutine.create(fn)
   sb._adopt(co)  -- let fn's queries yield like the caller's would
   local r = pack(core.budget_resume(budget, co, ...))
