@@ -394,7 +394,7 @@ bench-profile: all bench-bin
 # harnesses with gcc, the fuzz targets with clang into build/fuzz), starts
 # a throwaway PostgreSQL and runs scripts/fault-run, which prints ONE table
 # (fault, runs, calls, duplicates, lost, max recovery time).  ~6 minutes;
-# `make fault-valgrind` adds the whole busted suite under valgrind (~20).
+# `make fault-valgrind` adds the whole busted suite under valgrind (~11).
 
 FAULT_BIN  := $(BUILD)/fault/oom $(BUILD)/fault/powercut
 FUZZ_BUILD := build/fuzz
@@ -425,8 +425,8 @@ fault:
 	scripts/pg-test-env run -- scripts/fault-run
 
 # The whole busted spec suite under valgrind memcheck (--fair-sched=yes),
-# zero errors and zero definitely lost bytes.  ~20 minutes: more than CI's
-# budget for the whole run (.ci/run = make test + make fault, ~12 min), so
+# zero errors and zero definitely lost bytes.  ~11 minutes: on top of CI's
+# ~10 (.ci/run = make test + make fault) that passes the 15-minute budget, so
 # CI runs valgrind over the C tests and every OOM path (in make fault) and
 # the busted suite under ASan+UBSan (in make test); this full run is made
 # before a release and its result kept in docs/guarantees.md.
