@@ -59,11 +59,12 @@ end
 sb.spawn(function()
   local did_fast, did_immediate = false, false
   while not run:done() do
-    sb.sleep(0.05 + math.random() * 0.25)
-    if not did_fast and run.finished >= N * 0.25 then
+    sb.sleep(0.02 + math.random() * 0.13)
+    -- a kill comes first: a quick load could otherwise see only the restarts
+    if terminated > 0 and not did_fast and run.finished >= N * 0.25 then
       did_fast = true
       restart("fast")
-    elseif not did_immediate and run.finished >= N * 0.55 then
+    elseif did_fast and not did_immediate and run.finished >= N * 0.55 then
       did_immediate = true
       restart("immediate")
     elseif not run:done() then
