@@ -156,6 +156,17 @@ static int route_prepared_op(PGconn *c, const bench_args *a, long k, long *check
 
 /* ------------------------------------------------------------ prepared */
 
+/* Statement s of the op: its prepared name ("s<s>", name[16]) and its
+** parameter values from p into vals[4]; returns how many. */
+static int stmt_values(const bench_args *a, int s, const bench_params *p, char *name, const char **vals)
+{
+    int idx[4];
+    int np = bench_stmt_params(a->op, s, idx);
+    for (int j = 0; j < np; j++) vals[j] = p->p[idx[j]];
+    snprintf(name, 16, "s%d", s);
+    return np;
+}
+
 static int run_prepared_op(PGconn *c, const bench_args *a, long k, long *check)
 {
     bench_params p;
@@ -163,11 +174,8 @@ static int run_prepared_op(PGconn *c, const bench_args *a, long k, long *check)
     int failed = 0;
     for (int s = 0; s < a->nsql; s++) {
         char name[16];
-        int idx[4];
         const char *vals[4];
-        int np = bench_stmt_params(a->op, s, idx);
-        for (int j = 0; j < np; j++) vals[j] = p.p[idx[j]];
-        snprintf(name, sizeof name, "s%d", s);
+        int np = stmt_values(a, s, &p, name, vals);
         PGresult *r = PQexecPrepared(c, name, np, vals, NULL, NULL, 0);
         if (take_result(a, s, r, check) != 0) failed = 1;
         PQclear(r);
@@ -222,11 +230,8 @@ static void pipe_submit(pconn *pc, const bench_args *a, long k)
     bench_params_for(a->op, k, a->base, &p);
     for (int s = 0; s < a->nsql; s++) {
         char name[16];
-        int idx[4];
         const char *vals[4];
-        int np = bench_stmt_params(a->op, s, idx);
-        for (int j = 0; j < np; j++) vals[j] = p.p[idx[j]];
-        snprintf(name, sizeof name, "s%d", s);
+        int np = stmt_values(a, s, &p, name, vals);
         if (!PQsendQueryPrepared(pc->c, name, np, vals, NULL, NULL, 0)) die(pc->c, "send");
     }
     if (!PQpipelineSync(pc->c)) die(pc->c, "sync");
