@@ -42,12 +42,7 @@ assert(target, "SB_TEST_PG_URL is not set")
 local _, pgdb = setup.target(backend, op, cfg.build)
 if routing then setup.create_routing(backend, target) else setup.create(backend, target) end
 
-local function sh(cmd)
-  local p = io.popen(cmd, "r")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local sh = setup.sh
 
 local fill = O.fills(op)
 -- Lua cells first run this many ops unrecorded, so that both runs start

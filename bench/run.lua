@@ -67,12 +67,7 @@ local function log(...)
   io.stderr:flush()
 end
 
-local function sh(cmd)
-  local p = io.popen(cmd, "r")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local sh = setup.sh
 
 local function file_line(path, pattern)
   local f = io.open(path, "r")

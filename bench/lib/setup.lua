@@ -36,6 +36,15 @@ local function sh_quote(s)
 end
 M.sh_quote = sh_quote
 
+-- Run a shell command --> ok, its standard output.
+local function sh(cmd)
+  local p = io.popen(cmd, "r")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+M.sh = sh
+
 -- Where op's data lives: --> target (SQLite file or the server URL), pgdb
 -- (PostgreSQL: the database to use instead of the URL's, or nil).
 function M.target(backend, op, build)
@@ -60,9 +69,7 @@ function M.run_sql(backend, target, script, pgdb)
   else
     cmd = 'psql "$SB_TEST_PG_URL" -X -q -v ON_ERROR_STOP=1 -f ' .. sh_quote(tmp)
   end
-  local p = io.popen(cmd .. " 2>&1", "r")
-  local out = p:read("a")
-  local ok = p:close()
+  local ok, out = sh(cmd .. " 2>&1")
   os.remove(tmp)
   if not ok then error("setup: " .. backend .. " client failed:\n" .. out) end
   return out
