@@ -13,7 +13,8 @@
 --               second in all; latency is from the scheduled arrival.
 -- A warm-up phase (statements prepared, caches filled) runs first and is
 -- not recorded.  ops/s = measured ops / wall time of the measured phase
--- (for tasks: from sb.run() until the last in-flight op finished).
+-- (for tasks: from sb.run() until the last in-flight op finished);
+-- cpu_us_per_op = CPU time of the whole process (all threads) / ops.
 -- Does not own: the SQL (bench/ops.lua) or the data (bench/run.lua).
 --
 -- Usage: lua5.4 bench/cell.lua --backend sqlite|postgresql --db FILE
@@ -132,16 +133,17 @@ else
 end
 collectgarbage()
 local lat = {}
-local t0 = now()
+local t0, cpu0 = now(), os.clock()  -- os.clock: CPU time of all threads
 local st = phase(a.secs, lat)
 local ops, errors, check = st.done, st.errors, st.check
-local secs = now() - t0
+local secs, cpu = now() - t0, os.clock() - cpu0
 local p50, p99 = stats.latencies(lat)
 peer.close(h)
 
 local impl = a.impl == "sb" and (a.rate and "sb_calls" or a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
 print(json.encode({
   impl = impl, op = a.op, ops = ops, secs = secs, ops_per_s = ops / secs,
+  cpu_us_per_op = ops > 0 and cpu * 1e6 / ops or 0,
   p50_us = p50, p99_us = p99, errors = errors, check = math.tointeger(check) or check,
   error = first_error,
 }))

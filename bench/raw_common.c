@@ -89,6 +89,13 @@ double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double bench_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int64_t bench_wall_ms(void)
 {
     struct timespec ts;
@@ -230,14 +237,14 @@ static double pct(const bench_lat *l, double p)
     return l->us[i - 1];
 }
 
-void bench_emit(const char *impl, const bench_args *a, long ops, double secs,
+void bench_emit(const char *impl, const bench_args *a, long ops, double secs, double cpu,
                 bench_lat *l, long errors, long check)
 {
     qsort(l->us, (size_t)l->n, sizeof *l->us, cmp_double);
     printf("{\"impl\":\"%s\",\"op\":\"%s\",\"ops\":%ld,\"secs\":%.6f,\"ops_per_s\":%.2f,"
-           "\"p50_us\":%.2f,\"p99_us\":%.2f,\"errors\":%ld,\"check\":%ld}\n",
+           "\"cpu_us_per_op\":%.2f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"errors\":%ld,\"check\":%ld}\n",
            impl, a->op_name, ops, secs, secs > 0 ? (double)ops / secs : 0.0,
-           pct(l, 50), pct(l, 99), errors, check);
+           ops > 0 ? cpu * 1e6 / (double)ops : 0.0, pct(l, 50), pct(l, 99), errors, check);
     fflush(stdout);
     free(l->us);
 }

@@ -42,6 +42,7 @@ typedef struct bench_args {
 void bench_parse(int argc, char **argv, bench_args *a);
 
 double bench_now(void);  /* monotonic seconds */
+double bench_cpu(void);  /* CPU seconds of the whole process (all threads) */
 int64_t bench_wall_ms(void);  /* wall clock, ms since the epoch (callcenter's now) */
 
 /* The parameters of op k, as text (what libpq sends, what sqlite binds).
@@ -76,10 +77,11 @@ typedef struct bench_lat {
 void bench_lat_init(bench_lat *l, long cap);
 void bench_lat_add(bench_lat *l, double us);
 
-/* Print the cell's JSON line: ops and secs of the measured phase, p50/p99,
-** errors, and `check`: rows the last op returned (available), its COUNT
-** (analytics) or its last affected count (writes), a sanity check. */
-void bench_emit(const char *impl, const bench_args *a, long ops, double secs,
+/* Print the cell's JSON line: ops, secs and CPU seconds (bench_cpu) of the
+** measured phase, p50/p99, errors, and `check`: rows the last op returned
+** (available), its COUNT (analytics) or its last affected count (writes),
+** a sanity check. */
+void bench_emit(const char *impl, const bench_args *a, long ops, double secs, double cpu,
                 bench_lat *l, long errors, long check);
 
 #endif

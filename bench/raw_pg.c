@@ -404,14 +404,14 @@ int main(int argc, char **argv)
     long k = 0, errors = 0, check = 0, ops;
     bench_lat lat;
     bench_lat_init(&lat, 1 << 16);
-    double t0, secs;
+    double t0, cpu0, secs, cpu;
     if (pipeline) {
         pconn *pcs = open_pipeline(&a, url);
         pipeline_phase(pcs, &a, &k, a.warm_secs, NULL, &errors, &check);
         errors = 0;
-        t0 = bench_now();
+        t0 = bench_now(), cpu0 = bench_cpu();
         ops = pipeline_phase(pcs, &a, &k, a.secs, &lat, &errors, &check);
-        secs = bench_now() - t0;
+        secs = bench_now() - t0, cpu = bench_cpu() - cpu0;
         for (int i = 0; i < a.conns; i++) {
             PQfinish(pcs[i].c);
             free(pcs[i].ring);
@@ -424,14 +424,14 @@ int main(int argc, char **argv)
         PGconn *c = connect_prepared(&a, url);
         prepared_phase(c, &a, &k, a.warm_secs, NULL, &errors, &check);
         errors = 0;
-        t0 = bench_now();
+        t0 = bench_now(), cpu0 = bench_cpu();
         ops = prepared_phase(c, &a, &k, a.secs, &lat, &errors, &check);
-        secs = bench_now() - t0;
+        secs = bench_now() - t0, cpu = bench_cpu() - cpu0;
         PQfinish(c);
     }
     char impl[64];
     if (pipeline) snprintf(impl, sizeof impl, "raw_pipeline_%dx%d", a.conns, a.depth);
     else snprintf(impl, sizeof impl, "raw_prepared");
-    bench_emit(impl, &a, ops, secs, &lat, errors, check);
+    bench_emit(impl, &a, ops, secs, cpu, &lat, errors, check);
     return 0;
 }

@@ -292,10 +292,10 @@ int main(int argc, char **argv)
     errors = 0;
     bench_lat lat;
     bench_lat_init(&lat, 1 << 16);
-    double t0 = bench_now();
+    double t0 = bench_now(), cpu0 = bench_cpu();
     long ops = phase(&c, &a, &k, a.secs, &lat, &errors, &check);
-    double secs = bench_now() - t0;
-    bench_emit("raw", &a, ops, secs, &lat, errors, check);
+    double secs = bench_now() - t0, cpu = bench_cpu() - cpu0;
+    bench_emit("raw", &a, ops, secs, cpu, &lat, errors, check);
     for (int i = 0; i < c.nst; i++) sqlite3_finalize(c.st[i]);
     sqlite3_close(c.db);
     return 0;

@@ -51,7 +51,12 @@ char *sb__strdup(const char *s) { return sb__strndup(s, strlen(s)); }
 
 int64_t sb__now_ms(void)
 {
+    return sb__now_us() / 1000;
+}
+
+int64_t sb__now_us(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

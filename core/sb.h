@@ -199,6 +199,13 @@ const char *sb_conn_url(const sb_conn *c);
                              is idle (writes serialize there anyway); it
                              never waits for a file lock inline: when the
                              database is locked it goes to the worker */
+#define SB_Q_INLINE_QUICK 0x8u /* the caller must not block long, but a read
+                             may run on the caller's thread when SQLite has
+                             no other request in flight and the same SQL
+                             recently ran in under SB_QUICK_US microseconds:
+                             a lone quick read then costs no thread
+                             hand-off (two wake-ups) */
+#define SB_QUICK_US 200
 
 /* What to run: the arguments of sb_conn_submit. */
 typedef struct sb_query {

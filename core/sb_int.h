@@ -41,6 +41,7 @@ char *sb__strdup(const char *s);
 
 /* Monotonic clock in milliseconds. */
 int64_t sb__now_ms(void);
+int64_t sb__now_us(void);  /* CLOCK_MONOTONIC */
 
 /* -------------------------------------------------------------- drivers */
 #define SB_CAP_QMARK 0x1u  /* placeholders $N are rewritten to ?N */

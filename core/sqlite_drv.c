@@ -37,6 +37,8 @@
 **     the result.  SB_Q_INLINE_WRITE does the same for the writer only
 **     (a yielding caller's writes and transactions), without ever waiting
 **     for a file lock on this thread: SQLITE_BUSY sends it to the worker.
+**     SB_Q_INLINE_QUICK runs a known read here when no other request is in
+**     flight and its recent runs took under SB_QUICK_US (quick_now()).
 */
 #include "sqlite_int.h"
 
@@ -111,12 +113,24 @@ static void fail(sb_req *r, sb_errclass cls, const char *closed_msg)
 }
 
 /* Remember what a run learned about r's SQL (see the file comment). */
-static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb_sqlite_slot *s)
+/* e (read-only SQL) ran on a reader in `us` microseconds: keep a moving
+** average, a quarter of each new run, for SB_Q_INLINE_QUICK. */
+static void timed(sb_sqlite_ent *e, uint32_t us)
+{
+    e->us = e->us == UINT32_MAX ? us : (uint32_t)(((uint64_t)e->us * 3 + us) / 4);
+}
+
+/* Remember what running r on slot s taught: ro (-1 unknown) and, for a
+** read on a reader, how long it took.  e: r's d->ro entry if the caller
+** has it (NULL: look it up). */
+static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb_sqlite_slot *s,
+                  sb_sqlite_ent *e, uint32_t us)
 {
     if (ro < 0 || (ro && s->idx == 0) || !d->rpool.nslots) return;
-    sb_sqlite_ent *e = sb_sqlite_lru_get(&d->ro, hash, r->sql, r->sql_len);
+    if (!e) e = sb_sqlite_lru_get(&d->ro, hash, r->sql, r->sql_len);
     if (e) e->ro = ro;
-    else (void)sb_sqlite_lru_put(&d->ro, hash, r->sql, r->sql_len, NULL, ro);
+    else e = sb_sqlite_lru_put(&d->ro, hash, r->sql, r->sql_len, NULL, ro);
+    if (e && ro) timed(e, us);
 }
 
 /* ============================================================= routing */
@@ -133,22 +147,23 @@ static void dispatch(sb_sqlite *d, sb_sqlite_pool *p, sb_req *r, uint64_t hash, 
 }
 
 /* Run r on the claimed slot s right now, on this (the owner's) thread.
-** known: d->ro already knows r's SQL (nothing to learn).
-** Returns SB_SQLITE_BOUNCED (r untouched) or SB_SQLITE_RAN (r finished). */
-/* Run r on the claimed slot s, on this thread.  nowait (SB_Q_INLINE_WRITE):
-** a locked database is not waited for here: SB_SQLITE_LOCKED, r untouched
-** (SQLITE_BUSY means the statement did not run), for a worker to retry. */
+** known: r's entry in d->ro, or NULL.  nowait (SB_Q_INLINE_WRITE): a
+** locked database is not waited for here: SB_SQLITE_LOCKED, r untouched
+** (SQLITE_BUSY means the statement did not run), for a worker to retry.
+** Returns that, SB_SQLITE_BOUNCED (r untouched) or SB_SQLITE_RAN (r finished). */
 static int run_inline(sb_sqlite *d, sb_sqlite_slot *s, sb_req *r, uint64_t hash, int probe,
-                      int known, int nowait)
+                      sb_sqlite_ent *known, int nowait)
 {
     sb_result *res = NULL;
     sb_error *err = NULL;
     int ro;
     s->nowait = nowait;
+    int64_t t0 = sb__now_us();
     int out = sb_sqlite_exec(s, r, hash, probe, &res, &err, &ro);
+    uint32_t us = sb_sqlite_elapsed_us(t0);
     s->nowait = 0;
     sb_sqlite_slot_release(s);
-    if (!known) learn(d, r, hash, ro, s);
+    learn(d, r, hash, ro, s, known, us);
     if (out == SB_SQLITE_RAN && nowait && err && sb_error_class(err) == SB_E_BUSY) {
         sb_error_free(err);
         return SB_SQLITE_LOCKED;
@@ -166,7 +181,8 @@ static int writer_free(const sb_sqlite *d, const sb_session *sess)
 /* Send r to the writer: run it (inline if allowed and idle), queue it, or
 ** park it in d->wait while another session holds the writer.  j: r's
 ** existing job or NULL.  Invariant: d->wait is empty unless d->pin is set. */
-static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, int inl, int known)
+static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, int inl,
+                      sb_sqlite_ent *known)
 {
     sb_sqlite_slot *w;
     if (!writer_free(d, r->session)) {
@@ -202,7 +218,7 @@ static void drain(sb_sqlite *d)
         sb_sqlite_job *next = j->next;
         if (writer_free(d, j->r->session)) {
             sb_sqlite_jq_remove(&d->wait, j);
-            to_writer(d, j->r, j->hash, j, 0, 0);
+            to_writer(d, j->r, j->hash, j, 0, NULL);
         }
         j = next;
     }
@@ -220,6 +236,16 @@ static int nan_param(const sb_req *r)
     return 0;
 }
 
+/* SB_Q_INLINE_QUICK: may r, known read-only SQL (entry e), run right here?
+** Only when nothing else is in flight (a loaded database keeps its reader
+** threads busy in parallel instead) and its recent runs were quick (a slow
+** report must not hold up the caller's loop). */
+static int quick_now(const sb_sqlite *d, const sb_req *r, const sb_sqlite_ent *e)
+{
+    return (r->flags & SB_Q_INLINE_QUICK) && !r->deadline && e && e->us <= SB_QUICK_US &&
+           d->rpool.jobs == 0 && d->wpool.jobs == 0;
+}
+
 static void submit(sb_sqlite *d, sb_req *r)
 {
     int nan = nan_param(r);
@@ -235,23 +261,22 @@ static void submit(sb_sqlite *d, sb_req *r)
     int inl = r->deadline ? 0 : (r->flags & SB_Q_INLINE) ? INLINE_BLOCK : 0;
     int inl_writer = inl ? inl : (r->flags & SB_Q_INLINE_WRITE) && !r->deadline ? INLINE_NOWAIT : 0;
 
-    int known = 0;
+    sb_sqlite_ent *e = NULL;
     if (d->rpool.nslots && !r->session) {
-        sb_sqlite_ent *e = sb_sqlite_lru_get(&d->ro, hash, r->sql, r->sql_len);
-        known = e != NULL;
+        e = sb_sqlite_lru_get(&d->ro, hash, r->sql, r->sql_len);
         if (!e || e->ro) {
             int probe = !e;
             sb_sqlite_slot *s;
-            if (!inl || !(s = sb_sqlite_pool_claim(&d->rpool))) {
+            if (!(inl || quick_now(d, r, e)) || !(s = sb_sqlite_pool_claim(&d->rpool))) {
                 dispatch(d, &d->rpool, r, hash, probe, NULL);
                 return;
             }
-            if (run_inline(d, s, r, hash, probe, known, 0) == SB_SQLITE_RAN) return;
-            known = 0;
+            if (run_inline(d, s, r, hash, probe, e, 0) == SB_SQLITE_RAN) return;
+            e = NULL;
             /* bounced: a write, on to the writer */
         }
     }
-    to_writer(d, r, hash, NULL, inl_writer, known);
+    to_writer(d, r, hash, NULL, inl_writer, e);
 }
 
 /*
@@ -302,7 +327,7 @@ static void complete(sb_sqlite *d, sb_sqlite_job *j)
         job_free(d, j);
         return;
     }
-    learn(d, r, j->hash, j->ro, s);
+    learn(d, r, j->hash, j->ro, s, NULL, j->us);
     if (j->cancelled) {  /* r finished already: drop the late outcome */
         sb__result_free(j->res);
         sb_error_free(j->err);
@@ -312,7 +337,7 @@ static void complete(sb_sqlite *d, sb_sqlite_job *j)
         return;
     }
     if (j->bounced) {
-        to_writer(d, r, j->hash, j, 0, 0);
+        to_writer(d, r, j->hash, j, 0, NULL);
         return;
     }
     done(d, j, r, j->res, j->err);

@@ -308,11 +308,19 @@ void sb_sqlite_checkpoint(sb_sqlite *d)
     (void)sqlite3_wal_checkpoint_v2(d->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
+uint32_t sb_sqlite_elapsed_us(int64_t since)
+{
+    int64_t us = sb__now_us() - since;
+    return us < 0 ? 0 : us >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)us;
+}
+
 void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j)
 {
     if (!j->r) {
         sb_sqlite_rollback_open(s);
         return;
     }
+    int64_t t0 = sb__now_us();
     j->bounced = sb_sqlite_exec(s, j->r, j->hash, j->probe, &j->res, &j->err, &j->ro) == SB_SQLITE_BOUNCED;
+    j->us = sb_sqlite_elapsed_us(t0);
 }

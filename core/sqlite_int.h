@@ -41,6 +41,8 @@ typedef struct sb_sqlite_ent {
     uint64_t hash;
     sqlite3_stmt *st;  /* statement cache: the statement; ro map: NULL */
     int ro;            /* 1: runs on a reader; 0: must run on the writer */
+    uint32_t us;       /* ro map, read-only SQL: its recent run time in
+                          microseconds (moving average), UINT32_MAX unknown */
     size_t len;
     char key[];        /* len bytes of SQL text + NUL */
 } sb_sqlite_ent;
@@ -80,6 +82,7 @@ typedef struct sb_sqlite_job {
     /* outcome, written by the runner, read by the owner after completion */
     int bounced;
     int ro;               /* -1 unknown, 0 write, 1 read-only */
+    uint32_t us;          /* how long running it took, in microseconds */
     sb_result *res;
     sb_error *err;
 } sb_sqlite_job;
@@ -164,6 +167,8 @@ void sb_sqlite_lru_free(sb_sqlite_lru *m);
 
 /* -------------------------------------------------- sqlite_exec.c */
 sb_error *sb_sqlite_oom(void);
+/* Microseconds since `since` (sb__now_us), clamped below UINT32_MAX. */
+uint32_t sb_sqlite_elapsed_us(int64_t since);
 /* Run r on slot s (the caller is s's runner).  *ro gets what the
 ** statement is (-1 if it did not prepare).  With `probe` (s is a reader
 ** trying unknown SQL) a statement that is not read-only, or does not

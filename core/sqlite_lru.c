@@ -84,6 +84,7 @@ sb_sqlite_ent *sb_sqlite_lru_put(sb_sqlite_lru *m, uint64_t hash, const char *ke
     e->hash = hash;
     e->st = st;
     e->ro = ro;
+    e->us = UINT32_MAX;
     e->len = len;
     memcpy(e->key, key, len);
     e->key[len] = '\0';

@@ -54,6 +54,26 @@ helpers.each_backend(function(backend)
       assert.are.equal(4, #log)
     end)
 
+    it("a task reading alone still yields: a sleeper wakes while its quick reads go on", function()
+      -- on SQLite the lone task's quick reads may run on this thread
+      -- (SB_Q_INLINE_QUICK), but at most one per turn of the scheduler
+      local db = helpers.open(backend)
+      local n, reads_before_wake = 0, nil
+      helpers.run_tasks(
+        function()
+          for i = 1, 400 do
+            assert.are.equal(i, assert(db:first("SELECT $1 AS v", i)).v)
+            n = i
+          end
+        end,
+        function()
+          sb.sleep(0.002)
+          reads_before_wake = n
+        end)
+      assert.are.equal(400, n)
+      assert.is_true(reads_before_wake < 400, "the sleeper woke only after all 400 reads")
+    end)
+
     it("runs tasks spawned by tasks until none is left", function()
       local db = helpers.open(backend)
       local results = {}

@@ -1,9 +1,10 @@
 -- bench/lib/report.lua - from the cells' JSON lines to the summary, the
 -- markdown table and the targets' verdicts.
 --
--- Owns: the statistics across repetitions (median ops/s, p50, p99; each
--- cell's ratio against raw C taken WITHIN each repetition, then the median
--- of those ratios; the ratio of medians is kept in the JSON too), the
+-- Owns: the statistics across repetitions (median ops/s, p50, p99, CPU
+-- time per op of the client process; each cell's ratio against raw C
+-- taken WITHIN each repetition, then the median of those ratios; the
+-- ratio of medians is kept in the JSON too), the
 -- verdict of every target (bench/lib/targets.lua), and the text printed.
 -- Does not own: running anything (bench/run.lua).
 
@@ -27,7 +28,7 @@ function M.summarize(backend, reps, ops_list)
   for _, op in ipairs(ops_list) do
     for _, im in ipairs(impls[backend]) do
       if im.only and not im.only[op] then goto next_impl end  -- a cell of another row
-      local ops, p50, p99, rr, rb, errors, check, failed, skipped = {}, {}, {}, {}, {}, 0, nil, nil, nil
+      local ops, p50, p99, cpu, rr, rb, errors, check, failed, skipped = {}, {}, {}, {}, {}, {}, 0, nil, nil, nil
       local refops = {}
       for r, rep in ipairs(reps) do
         local cells = rep[op] or {}
@@ -35,7 +36,7 @@ function M.summarize(backend, reps, ops_list)
         if c and c.skipped then
           skipped = c.skipped
         elseif c and not c.failed then
-          ops[r], p50[r], p99[r] = c.ops_per_s, c.p50_us, c.p99_us
+          ops[r], p50[r], p99[r], cpu[r] = c.ops_per_s, c.p50_us, c.p99_us, c.cpu_us_per_op
           errors = errors + (c.errors or 0)
           check = c.check
           local rc = cells[ref]
@@ -56,6 +57,7 @@ function M.summarize(backend, reps, ops_list)
       local row = {
         backend = backend, op = op, title = O.ops[op].title, impl = im.id, label = im.label,
         ops_per_s = stats.median(ops), p50_us = stats.median(p50), p99_us = stats.median(p99),
+        cpu_us_per_op = stats.median(cpu),
         ratio_raw = stats.median(rr), ratio_best = stats.median(rb),
         errors = errors, check = check, failed = failed, skipped = skipped, reps = #ops,
         per_rep_ops_per_s = ops,
@@ -128,11 +130,11 @@ function M.table(backend, rows, meta)
   add(string.format("### %s: median of %d x %.1f s", BACKEND_TITLE[backend], meta.reps, meta.secs))
   add("")
   if pg then
-    add("| operation | implementation | ops/s | p50 µs | p99 µs | x raw C 1 conn | x best raw C | target |")
-    add("|---|---|---:|---:|---:|---:|---:|---|")
+    add("| operation | implementation | ops/s | p50 µs | p99 µs | CPU µs/op | x raw C 1 conn | x best raw C | target |")
+    add("|---|---|---:|---:|---:|---:|---:|---:|---|")
   else
-    add("| operation | implementation | ops/s | p50 µs | p99 µs | x raw C | target |")
-    add("|---|---|---:|---:|---:|---:|---|")
+    add("| operation | implementation | ops/s | p50 µs | p99 µs | CPU µs/op | x raw C | target |")
+    add("|---|---|---:|---:|---:|---:|---:|---|")
   end
   local last
   for _, r in ipairs(rows) do
@@ -142,7 +144,7 @@ function M.table(backend, rows, meta)
       or r.failed and ("FAILED: " .. tostring(r.failed):sub(1, 40))
       or (r.ops_per_s and thousands(r.ops_per_s) or "-")
     if r.errors > 0 then opsps = opsps .. string.format(" (%d errors)", r.errors) end
-    local cols = { title, r.label, opsps, us(r.p50_us), us(r.p99_us), ratio(r.ratio_raw) }
+    local cols = { title, r.label, opsps, us(r.p50_us), us(r.p99_us), us(r.cpu_us_per_op), ratio(r.ratio_raw) }
     if pg then cols[#cols + 1] = ratio(r.ratio_best) end
     cols[#cols + 1] = M.verdict(r.target)
     add("| " .. table.concat(cols, " | ") .. " |")

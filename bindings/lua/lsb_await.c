@@ -23,8 +23,10 @@ static char TASKS_KEY;   /* registry: weak-keyed set of scheduler tasks */
 static char TAGS_KEY;    /* registry: the tag pool (below) */
 static char MODULE_KEY;  /* registry: the switchboard module table */
 static char AWAIT_KEY;   /* its address marks the scheduler's yields */
+static char ALONE_KEY;   /* tasks[ALONE] set: the running task is the only
+                            one the scheduler has to run right now */
 
-enum { MODE_BLOCK, MODE_TASK, MODE_POLLER };
+enum { MODE_BLOCK, MODE_TASK, MODE_TASK_ALONE, MODE_POLLER };
 
 typedef struct pending {
     sb_req *req;
@@ -104,8 +106,13 @@ static int wait_mode(lua_State *L)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     lua_pushthread(L);
     int task = lua_rawget(L, -2) != LUA_TNIL;
-    lua_pop(L, 2);
-    if (task) return MODE_TASK;
+    int alone = task && lua_rawgetp(L, -2, &ALONE_KEY) != LUA_TNIL;
+    if (alone) {  /* one quick read per turn: the task yields after its next */
+        lua_pushnil(L);
+        lua_rawsetp(L, -4, &ALONE_KEY);
+    }
+    lua_pop(L, 2 + task);
+    if (task) return alone ? MODE_TASK_ALONE : MODE_TASK;
     int poller = 0;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY) == LUA_TTABLE) {
         poller = lua_getfield(L, -1, "poller") != LUA_TNIL;
@@ -222,8 +229,14 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     lua_pushvalue(L, dbidx);
     lua_setiuservalue(L, -2, 1);
     int aidx = lua_gettop(L);
-    /* a yielding caller still lets a write run here when the writer is idle */
+    /* a yielding caller still lets a write run here when the writer is
+    ** idle; and a quick read when no other task waits to run (the reader
+    ** threads would only add two wake-ups to its latency) */
     q->flags |= mode == MODE_BLOCK ? SB_Q_INLINE : SB_Q_INLINE_WRITE;
+    if (mode == MODE_TASK_ALONE) {
+        q->flags |= SB_Q_INLINE_QUICK;
+        mode = p->mode = MODE_TASK;
+    }
     if (mode == MODE_POLLER) q->flags |= SB_Q_WAKE;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
@@ -273,4 +286,6 @@ void lsb_register_await(lua_State *L)
     /* the marker the scheduler compares yields against (module field AWAIT) */
     lua_pushlightuserdata(L, &AWAIT_KEY);
     lua_setfield(L, -2, "AWAIT");
+    lua_pushlightuserdata(L, &ALONE_KEY);
+    lua_setfield(L, -2, "ALONE");
 }

@@ -167,7 +167,7 @@ end
 
 ------------------------------------------------------------- scheduler
 
-local AWAIT = core.AWAIT
+local AWAIT, ALONE = core.AWAIT, core.ALONE
 local tasks = setmetatable({}, { __mode = "k" })  -- thread -> true (C checks this)
 core._bind(sb, tasks)
 
@@ -303,7 +303,12 @@ function sb.run()
     while ready[1] do
       local batch = ready
       ready = {}
-      for i = 1, #batch do resume(batch[i]) end
+      local n = #batch
+      for i = 1, n - 1 do resume(batch[i]) end
+      -- nothing else to run: the task's quick SQLite reads may run inline
+      if not ready[1] then tasks[ALONE] = true end
+      resume(batch[n])
+      tasks[ALONE] = nil
       collect()
     end
     if not next(dbs) and not sleepers[1] then return true end
