@@ -54,6 +54,25 @@ helpers.each_backend(function(backend)
       assert.are.equal(4, #log)
     end)
 
+    it("sb.sleep wakes 300 sleeping tasks in the order of their deadlines", function()
+      local woke = {}
+      local base = sb.now() + helpers.T(0.01)
+      for i = 1, 300 do
+        -- deadlines base + 20 us .. 600 us, ten tasks on each, spawned
+        -- scrambled: several fall due at every wake-up of the loop
+        local slot = (i * 7) % 30 + 1
+        sb.spawn(function()
+          sb.sleep(base + slot * 2e-5 - sb.now())
+          woke[#woke + 1] = slot
+        end)
+      end
+      sb.run()
+      assert.are.equal(300, #woke)
+      for k = 2, 300 do
+        assert.is_true(woke[k - 1] <= woke[k], "wake-up " .. k .. " came before an earlier deadline")
+      end
+    end)
+
     it("a task reading alone still yields: a sleeper wakes while its quick reads go on", function()
       -- on SQLite the lone task's quick reads may run on this thread
       -- (SB_Q_INLINE_QUICK), but at most one per turn of the scheduler

@@ -175,8 +175,45 @@ local ready = {}       -- FIFO of threads to resume
 local waiting = {}     -- request tag -> thread
 local waiting_db = {}  -- request tag -> db
 local dbs = {}         -- db -> number of tasks waiting on it
-local sleepers = {}    -- array of { at, thread }, unsorted (few)
+local sleepers = {}    -- binary min-heap of { at, seq, thread } (earliest first)
+local sleep_seq = 0    -- ties wake in the order they went to sleep
 local reaped = {}      -- scratch for db:_reap
+
+-- The sleepers' heap: O(log n) per sleep, so thousands of calls waiting on
+-- timers cost the loop nothing while they wait.
+local function before(x, y)
+  return x[1] < y[1] or (x[1] == y[1] and x[2] < y[2])
+end
+
+local function heap_push(h, e)
+  local i = #h + 1
+  while i > 1 do
+    local parent = i // 2
+    if not before(e, h[parent]) then break end
+    h[i] = h[parent]
+    i = parent
+  end
+  h[i] = e
+end
+
+local function heap_pop(h)
+  local top, n = h[1], #h
+  local last = h[n]
+  h[n] = nil
+  n = n - 1
+  if n == 0 then return top end
+  local i = 1
+  while true do
+    local c = 2 * i
+    if c > n then break end
+    if c < n and before(h[c + 1], h[c]) then c = c + 1 end
+    if not before(h[c], last) then break end
+    h[i] = h[c]
+    i = c
+  end
+  h[i] = last
+  return top
+end
 
 local function report(co, err)
   local handler = sb.on_error
@@ -201,7 +238,8 @@ local function resume(co, ...)
     waiting_db[c] = b
     dbs[b] = (dbs[b] or 0) + 1
   elseif a == sleepers then  -- sb.sleep: b = wake-up time
-    sleepers[#sleepers + 1] = { b, co }
+    sleep_seq = sleep_seq + 1
+    heap_push(sleepers, { b, sleep_seq, co })
   else  -- a plain coroutine.yield() inside a task: run again next round
     ready[#ready + 1] = co
   end
@@ -267,10 +305,7 @@ end
 local function idle()
   local now = core.now()
   local timeout
-  for i = 1, #sleepers do
-    local t = sleepers[i][1] - now
-    if not timeout or t < timeout then timeout = t end
-  end
+  if sleepers[1] then timeout = sleepers[1][1] - now end
   local fds, n = {}, 0
   for db in pairs(dbs) do
     n = n + 1
@@ -284,16 +319,8 @@ end
 
 local function wake_sleepers()
   local now = core.now()
-  local i = 1
-  while i <= #sleepers do
-    local s = sleepers[i]
-    if s[1] <= now then
-      ready[#ready + 1] = s[2]
-      sleepers[i] = sleepers[#sleepers]
-      sleepers[#sleepers] = nil
-    else
-      i = i + 1
-    end
+  while sleepers[1] and sleepers[1][1] <= now do
+    ready[#ready + 1] = heap_pop(sleepers)[3]
   end
 end
 
