@@ -142,7 +142,7 @@ peer.close(h)
 
 local impl = a.impl == "sb" and (a.rate and "sb_calls" or a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
 print(json.encode({
-  impl = impl, op = a.op, ops = ops, secs = secs, ops_per_s = ops / secs,
+  impl = impl, op = a.op, ops = ops, ops_all = k, secs = secs, ops_per_s = ops / secs,
   cpu_us_per_op = ops > 0 and cpu * 1e6 / ops or 0,
   p50_us = p50, p99_us = p99, errors = errors, check = math.tointeger(check) or check,
   error = first_error,

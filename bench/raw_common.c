@@ -237,13 +237,13 @@ static double pct(const bench_lat *l, double p)
     return l->us[i - 1];
 }
 
-void bench_emit(const char *impl, const bench_args *a, long ops, double secs, double cpu,
-                bench_lat *l, long errors, long check)
+void bench_emit(const char *impl, const bench_args *a, long ops, long ops_all, double secs,
+                double cpu, bench_lat *l, long errors, long check)
 {
     qsort(l->us, (size_t)l->n, sizeof *l->us, cmp_double);
-    printf("{\"impl\":\"%s\",\"op\":\"%s\",\"ops\":%ld,\"secs\":%.6f,\"ops_per_s\":%.2f,"
+    printf("{\"impl\":\"%s\",\"op\":\"%s\",\"ops\":%ld,\"ops_all\":%ld,\"secs\":%.6f,\"ops_per_s\":%.2f,"
            "\"cpu_us_per_op\":%.2f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"errors\":%ld,\"check\":%ld}\n",
-           impl, a->op_name, ops, secs, secs > 0 ? (double)ops / secs : 0.0,
+           impl, a->op_name, ops, ops_all, secs, secs > 0 ? (double)ops / secs : 0.0,
            ops > 0 ? cpu * 1e6 / (double)ops : 0.0, pct(l, 50), pct(l, 99), errors, check);
     fflush(stdout);
     free(l->us);

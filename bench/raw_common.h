@@ -78,10 +78,10 @@ void bench_lat_init(bench_lat *l, long cap);
 void bench_lat_add(bench_lat *l, double us);
 
 /* Print the cell's JSON line: ops, secs and CPU seconds (bench_cpu) of the
-** measured phase, p50/p99, errors, and `check`: rows the last op returned
+** measured phase, ops_all (warm-up included), p50/p99, errors, and `check`: rows the last op returned
 ** (available), its COUNT (analytics) or its last affected count (writes),
 ** a sanity check. */
-void bench_emit(const char *impl, const bench_args *a, long ops, double secs, double cpu,
-                bench_lat *l, long errors, long check);
+void bench_emit(const char *impl, const bench_args *a, long ops, long ops_all, double secs,
+                double cpu, bench_lat *l, long errors, long check);
 
 #endif

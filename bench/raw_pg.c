@@ -432,6 +432,6 @@ int main(int argc, char **argv)
     char impl[64];
     if (pipeline) snprintf(impl, sizeof impl, "raw_pipeline_%dx%d", a.conns, a.depth);
     else snprintf(impl, sizeof impl, "raw_prepared");
-    bench_emit(impl, &a, ops, secs, cpu, &lat, errors, check);
+    bench_emit(impl, &a, ops, k, secs, cpu, &lat, errors, check);
     return 0;
 }

@@ -295,7 +295,7 @@ int main(int argc, char **argv)
     double t0 = bench_now(), cpu0 = bench_cpu();
     long ops = phase(&c, &a, &k, a.secs, &lat, &errors, &check);
     double secs = bench_now() - t0, cpu = bench_cpu() - cpu0;
-    bench_emit("raw", &a, ops, secs, cpu, &lat, errors, check);
+    bench_emit("raw", &a, ops, k, secs, cpu, &lat, errors, check);
     for (int i = 0; i < c.nst; i++) sqlite3_finalize(c.st[i]);
     sqlite3_close(c.db);
     return 0;

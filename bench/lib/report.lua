@@ -28,7 +28,8 @@ function M.summarize(backend, reps, ops_list)
   for _, op in ipairs(ops_list) do
     for _, im in ipairs(impls[backend]) do
       if im.only and not im.only[op] then goto next_impl end  -- a cell of another row
-      local ops, p50, p99, cpu, rr, rb, errors, check, failed, skipped = {}, {}, {}, {}, {}, {}, 0, nil, nil, nil
+      local ops, p50, p99, cpu, scpu, rr, rb = {}, {}, {}, {}, {}, {}, {}
+      local errors, check, failed, skipped = 0, nil, nil, nil
       local refops = {}
       for r, rep in ipairs(reps) do
         local cells = rep[op] or {}
@@ -37,6 +38,7 @@ function M.summarize(backend, reps, ops_list)
           skipped = c.skipped
         elseif c and not c.failed then
           ops[r], p50[r], p99[r], cpu[r] = c.ops_per_s, c.p50_us, c.p99_us, c.cpu_us_per_op
+          scpu[r] = c.server_cpu_us_per_op
           errors = errors + (c.errors or 0)
           check = c.check
           local rc = cells[ref]
@@ -57,7 +59,7 @@ function M.summarize(backend, reps, ops_list)
       local row = {
         backend = backend, op = op, title = O.ops[op].title, impl = im.id, label = im.label,
         ops_per_s = stats.median(ops), p50_us = stats.median(p50), p99_us = stats.median(p99),
-        cpu_us_per_op = stats.median(cpu),
+        cpu_us_per_op = stats.median(cpu), server_cpu_us_per_op = stats.median(scpu),
         ratio_raw = stats.median(rr), ratio_best = stats.median(rb),
         errors = errors, check = check, failed = failed, skipped = skipped, reps = #ops,
         per_rep_ops_per_s = ops,
@@ -130,8 +132,8 @@ function M.table(backend, rows, meta)
   add(string.format("### %s: median of %d x %.1f s", BACKEND_TITLE[backend], meta.reps, meta.secs))
   add("")
   if pg then
-    add("| operation | implementation | ops/s | p50 µs | p99 µs | CPU µs/op | x raw C 1 conn | x best raw C | target |")
-    add("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    add("| operation | implementation | ops/s | p50 µs | p99 µs | CPU µs/op | server CPU µs/op | x raw C 1 conn | x best raw C | target |")
+    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
   else
     add("| operation | implementation | ops/s | p50 µs | p99 µs | CPU µs/op | x raw C | target |")
     add("|---|---|---:|---:|---:|---:|---:|---|")
@@ -144,7 +146,9 @@ function M.table(backend, rows, meta)
       or r.failed and ("FAILED: " .. tostring(r.failed):sub(1, 40))
       or (r.ops_per_s and thousands(r.ops_per_s) or "-")
     if r.errors > 0 then opsps = opsps .. string.format(" (%d errors)", r.errors) end
-    local cols = { title, r.label, opsps, us(r.p50_us), us(r.p99_us), us(r.cpu_us_per_op), ratio(r.ratio_raw) }
+    local cols = { title, r.label, opsps, us(r.p50_us), us(r.p99_us), us(r.cpu_us_per_op) }
+    if pg then cols[#cols + 1] = us(r.server_cpu_us_per_op) end
+    cols[#cols + 1] = ratio(r.ratio_raw)
     if pg then cols[#cols + 1] = ratio(r.ratio_best) end
     cols[#cols + 1] = M.verdict(r.target)
     add("| " .. table.concat(cols, " | ") .. " |")
