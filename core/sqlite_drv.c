@@ -39,10 +39,13 @@
 **     for a file lock on this thread: SQLITE_BUSY sends it to the worker.
 **     SB_Q_INLINE_QUICK runs a known read here when no other request is in
 **     flight and its recent runs took under SB_QUICK_US (quick_now()).
+**   - Reads whose recent runs were quick queue for the first readers only,
+**     one per core beyond the owner's (sqlite_int.h: the pool's lane).
 */
 #include "sqlite_int.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_READERS 64
 #define RO_CAP 1024      /* SQL texts remembered by d->ro */
@@ -83,6 +86,7 @@ static sb_sqlite_job *job_for(sb_sqlite *d, sb_sqlite_job *j, sb_req *r, uint64_
     j->r = r;
     j->hash = hash;
     j->probe = probe;
+    j->quick = 0;
     j->pool = NULL;
     j->slot = NULL;
     j->cancelled = j->bounced = 0;
@@ -135,14 +139,16 @@ static void learn(sb_sqlite *d, const sb_req *r, uint64_t hash, int ro, const sb
 
 /* ============================================================= routing */
 
-/* Queue r (or its job j) on pool p.  probe: see sb_sqlite_exec(). */
+/* Queue r (or its job j) on pool p.  probe: see sb_sqlite_exec().  e: r's
+** d->ro entry or NULL; a read that recently ran quickly takes the lane. */
 static void dispatch(sb_sqlite *d, sb_sqlite_pool *p, sb_req *r, uint64_t hash, int probe,
-                     sb_sqlite_job *j)
+                     sb_sqlite_job *j, const sb_sqlite_ent *e)
 {
     if (!(j = job_for(d, j, r, hash, probe))) {
         done(d, NULL, r, NULL, sb_sqlite_oom());
         return;
     }
+    j->quick = e && e->ro && e->us <= SB_QUICK_US;
     sb_sqlite_pool_push(p, j);
 }
 
@@ -206,7 +212,7 @@ static void to_writer(sb_sqlite *d, sb_req *r, uint64_t hash, sb_sqlite_job *j, 
         if (run_inline(d, w, r, hash, 0, known, inl == INLINE_NOWAIT) != SB_SQLITE_LOCKED) return;
         j = NULL;  /* locked: a worker waits for it */
     }
-    dispatch(d, &d->wpool, r, hash, 0, j);
+    dispatch(d, &d->wpool, r, hash, 0, j, NULL);
 }
 
 /* The pin was released: let waiting requests go, in order; the first
@@ -268,7 +274,7 @@ static void submit(sb_sqlite *d, sb_req *r)
             int probe = !e;
             sb_sqlite_slot *s;
             if (!(inl || quick_now(d, r, e)) || !(s = sb_sqlite_pool_claim(&d->rpool))) {
-                dispatch(d, &d->rpool, r, hash, probe, NULL);
+                dispatch(d, &d->rpool, r, hash, probe, NULL, e);
                 return;
             }
             if (run_inline(d, s, r, hash, probe, e, 0) == SB_SQLITE_RAN) return;
@@ -617,6 +623,9 @@ static int drv_open(sb_conn *c, const char *target, sb_error **err)
         *err = sb__error_new(SB_E_OTHER, "53000", "sqlite", "cannot create a mutex", NULL);
         goto fail;
     }
+    /* quick reads: one reader per core the owner thread leaves (at least one) */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores - 1 < d->rpool.lane) d->rpool.lane = cores > 2 ? (int)cores - 1 : 1;
     for (int i = 0; i < d->nslots; i++)
         if (sb_sqlite_slot_start(&d->slots[i], err) != SB_OK) goto fail;
     c->drvdata = d;

@@ -78,6 +78,7 @@ typedef struct sb_sqlite_job {
     uint64_t hash;        /* of r->sql */
     int state;            /* SB_SQLITE_J_*, under pool->mu once queued */
     int probe;            /* unknown SQL tried on a reader: bounce writes */
+    int quick;            /* owner: recent runs were quick; in pool->quick */
     int cancelled;        /* owner only: r already finished; drop outcome */
     /* outcome, written by the runner, read by the owner after completion */
     int bounced;
@@ -115,16 +116,26 @@ typedef struct sb_sqlite_slot {
 
 /* The writer pool (one slot) or the reader pool (N slots): one shared run
 ** queue, so a quick read never waits behind a slow one while another
-** reader is free. */
+** reader is free.  Quick reads (SB_QUICK_US) go to a second queue that
+** only the first `lane` slots serve: on a machine with fewer cores than
+** readers + 1, more threads would only take turns on the cores with the
+** owner thread, which builds every result's rows; slow reads use all. */
 typedef struct sb_sqlite_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int sync_init;        /* mu and cv initialised */
+    pthread_cond_t cv;       /* slots [0, lane) wait here */
+    pthread_cond_t cv_more;  /* slots [lane, nslots) wait here */
+    int sync_init;        /* mu and the condvars initialised */
     sb_sqlite_slot *slots;
     int nslots;
+    int lane;             /* slots that run quick jobs (nslots: no split) */
     int jobs;             /* owner only: pushed and not yet back (or removed) */
     /* under mu */
-    sb_sqlite_jq q;
+    sb_sqlite_jq q;       /* any slot */
+    sb_sqlite_jq quick;   /* slots [0, lane) only */
+    int idle_more;        /* slots beyond the lane waiting for q ... */
+    int woken_more;       /* ... of which this many were signalled already */
+    int lane_slow;        /* lane slots running a job from q: when all do,
+                             quick jobs go to q (no wait behind a report) */
     int stop;
 } sb_sqlite_pool;
 
@@ -186,7 +197,8 @@ void sb_sqlite_checkpoint(struct sb_sqlite *d);
 void sb_sqlite_run(sb_sqlite_slot *s, sb_sqlite_job *j);
 
 /* -------------------------------------------------- sqlite_worker.c */
-/* Initialise a pool over slots[0..n) (mutex, condvar).  SB_ERR on failure. */
+/* Initialise a pool over slots[0..n) (mutex, condvars), every slot in the
+** quick lane.  SB_ERR on failure. */
 int sb_sqlite_pool_init(sb_sqlite_pool *p, sb_sqlite_slot *slots, int n);
 /* Start s's worker thread.  SB_OK, or SB_ERR with *err set. */
 int sb_sqlite_slot_start(sb_sqlite_slot *s, sb_error **err);
@@ -195,7 +207,7 @@ void sb_sqlite_pool_stop(sb_sqlite_pool *p);
 /* Join p's workers (after sb_sqlite_pool_stop) and destroy mu/cv. */
 void sb_sqlite_pool_join(sb_sqlite_pool *p);
 
-/* Queue j on p and wake one worker (owner). */
+/* Queue j on p (j->quick: on the lane's queue) and wake one worker (owner). */
 void sb_sqlite_pool_push(sb_sqlite_pool *p, sb_sqlite_job *j);
 /* Remove j from p's queue if it is still queued (owner): returns 1.  Else,
 ** if j runs now, interrupt it, and return 0. */

@@ -80,24 +80,46 @@ static int ckpt_due(const sb_sqlite_slot *s)
     return s->idx > 0 && s->db->ckpt && atomic_load(&s->db->ckpt_wanted);
 }
 
-/* Runs jobs from its pool's queue until told to stop; posts each one; a
+/* The next job slot s may run (under p->mu): a lane slot prefers quick
+** jobs, the others never take them. */
+static sb_sqlite_job *next_job(sb_sqlite_pool *p, int in_lane)
+{
+    if (in_lane && p->quick.head) return p->quick.head;
+    return p->q.head;
+}
+
+/* Runs jobs from its pool's queues until told to stop; posts each one; a
 ** reader runs a requested checkpoint first. */
 static void *worker(void *arg)
 {
     sb_sqlite_slot *s = arg;
     sb_sqlite_pool *p = s->pool;
+    int in_lane = s - p->slots < p->lane;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && !p->q.head && !ckpt_due(s)) pthread_cond_wait(&p->cv, &p->mu);
+        while (!p->stop && !next_job(p, in_lane) && !ckpt_due(s)) {
+            if (in_lane) {
+                pthread_cond_wait(&p->cv, &p->mu);
+            } else {
+                p->idle_more++;
+                pthread_cond_wait(&p->cv_more, &p->mu);
+                p->idle_more--;
+                if (p->woken_more) p->woken_more--;
+            }
+        }
         if (p->stop) break;
         if (ckpt_due(s) && atomic_exchange(&s->db->ckpt_wanted, 0)) {
+            p->lane_slow += in_lane;  /* milliseconds: quick reads go round it */
             pthread_mutex_unlock(&p->mu);
             sb_sqlite_checkpoint(s->db);
             pthread_mutex_lock(&p->mu);
+            p->lane_slow -= in_lane;
             continue;
         }
-        sb_sqlite_job *j = p->q.head;
-        sb_sqlite_jq_remove(&p->q, j);
+        sb_sqlite_job *j = next_job(p, in_lane);
+        int slow = in_lane && !j->quick;
+        sb_sqlite_jq_remove(j->quick ? &p->quick : &p->q, j);
+        p->lane_slow += slow;
         j->state = SB_SQLITE_J_RUN;
         j->slot = s;
         s->running = j;
@@ -108,6 +130,7 @@ static void *worker(void *arg)
         sb_sqlite_run(s, j);
 
         pthread_mutex_lock(&p->mu);
+        p->lane_slow -= slow;
         j->state = SB_SQLITE_J_DONE;
         s->running = NULL;
         s->busy = 0;
@@ -122,10 +145,15 @@ static void *worker(void *arg)
 int sb_sqlite_pool_init(sb_sqlite_pool *p, sb_sqlite_slot *slots, int n)
 {
     p->slots = slots;
-    p->nslots = n;
+    p->nslots = p->lane = n;
     for (int i = 0; i < n; i++) slots[i].pool = p;
     if (pthread_mutex_init(&p->mu, NULL) != 0) return SB_ERR;
     if (pthread_cond_init(&p->cv, NULL) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        return SB_ERR;
+    }
+    if (pthread_cond_init(&p->cv_more, NULL) != 0) {
+        pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
         return SB_ERR;
     }
@@ -168,6 +196,7 @@ void sb_sqlite_pool_stop(sb_sqlite_pool *p)
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].running) interrupt(&p->slots[i]);
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->cv_more);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -178,6 +207,7 @@ void sb_sqlite_pool_join(sb_sqlite_pool *p)
         p->slots[i].started = 0;
     }
     if (p->sync_init) {
+        pthread_cond_destroy(&p->cv_more);
         pthread_cond_destroy(&p->cv);
         pthread_mutex_destroy(&p->mu);
     }
@@ -190,11 +220,20 @@ void sb_sqlite_pool_push(sb_sqlite_pool *p, sb_sqlite_job *j)
 {
     j->pool = p;
     j->slot = NULL;
+    if (p->lane == p->nslots) j->quick = 0;  /* no split: one queue */
     p->jobs++;
     pthread_mutex_lock(&p->mu);
+    if (p->lane_slow == p->lane) j->quick = 0;  /* the lane is stuck on slow work */
     j->state = SB_SQLITE_J_QUEUED;
-    sb_sqlite_jq_push(&p->q, j);
-    pthread_cond_signal(&p->cv);
+    sb_sqlite_jq_push(j->quick ? &p->quick : &p->q, j);
+    /* a slow job wakes a slot beyond the lane if one waits and no job is
+    ** on its way to it yet, else the lane */
+    if (!j->quick && p->idle_more > p->woken_more) {
+        p->woken_more++;
+        pthread_cond_signal(&p->cv_more);
+    } else {
+        pthread_cond_signal(&p->cv);
+    }
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -203,7 +242,7 @@ int sb_sqlite_pool_cancel(sb_sqlite_pool *p, sb_sqlite_job *j)
     int removed = 0;
     pthread_mutex_lock(&p->mu);
     if (j->state == SB_SQLITE_J_QUEUED) {
-        sb_sqlite_jq_remove(&p->q, j);
+        sb_sqlite_jq_remove(j->quick ? &p->quick : &p->q, j);
         removed = 1;
     } else if (j->state == SB_SQLITE_J_RUN && j->slot->running == j) {
         interrupt(j->slot);  /* only while j runs: never its successor */
@@ -242,7 +281,7 @@ sb_sqlite_slot *sb_sqlite_pool_claim(sb_sqlite_pool *p)
         return s;
     }
     pthread_mutex_lock(&p->mu);
-    if (!p->q.head && !p->stop) {
+    if (!p->q.head && !p->quick.head && !p->stop) {
         for (int i = 0; i < p->nslots; i++) {
             if (!p->slots[i].busy) {
                 s = &p->slots[i];
