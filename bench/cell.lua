@@ -11,6 +11,8 @@
 --   --tasks N --rate R   switchboard only, open loop: N tasks, each one
 --               call in flight asking for op(k) at Poisson arrivals, R per
 --               second in all; latency is from the scheduled arrival.
+--               --tasks 0 --rate R: the same arrivals served one at a
+--               time by blocking calls (the floor under the tasks' cell).
 -- A warm-up phase (statements prepared, caches filled) runs first and is
 -- not recorded.  ops/s = measured ops / wall time of the measured phase
 -- (for tasks: from sb.run() until the last in-flight op finished);
@@ -105,6 +107,17 @@ end
 -- start counts (no coordinated omission).
 local function open_phase(n, rate, secs, lat)
   local t_start = now()
+  if n == 0 then  -- blocking, one call at a time, at the same arrivals
+    local st, due, stop = { done = 0, errors = 0 }, t_start, t_start + secs
+    while k < a.max do
+      due = due - math.log(1 - math.random()) / rate
+      if due >= stop then break end
+      local wait = due - now()
+      if wait > 0 then sb.sleep(wait) end
+      one(st, lat, due)
+    end
+    return st
+  end
   local stop, mean = t_start + secs, n / rate
   return in_tasks(n, function(st)
     local due = t_start - mean * math.log(1 - math.random())
@@ -140,7 +153,8 @@ local secs, cpu = now() - t0, os.clock() - cpu0
 local p50, p99 = stats.latencies(lat)
 peer.close(h)
 
-local impl = a.impl == "sb" and (a.rate and "sb_calls" or a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
+local impl = a.impl == "sb" and (a.rate and (a.tasks > 0 and "sb_calls" or "sb_block_open")
+                                 or a.tasks > 0 and ("sb_" .. a.tasks) or "sb_block") or a.impl
 print(json.encode({
   impl = impl, op = a.op, ops = ops, ops_all = k, secs = secs, ops_per_s = ops / secs,
   cpu_us_per_op = ops > 0 and cpu * 1e6 / ops or 0,

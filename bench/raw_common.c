@@ -4,6 +4,7 @@
 */
 #include "raw_common.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@ static const char *const OP_NAMES[] = { "update", "available", "assign", "assign
 static void usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s --op NAME [--db FILE] [--mode prepared|pipeline] [--secs S] [--warm S]\n"
+            "usage: %s --op NAME [--db FILE] [--mode prepared|pipeline] [--secs S] [--warm S] [--rate R]\n"
             "          [--max N] [--base ID] [--conns N] [--depth N] [--check-args N]\n"
             "          [--pgdb NAME] [--policy NAME --policy-version V] -- SQL...\n"
             "  one benchmark cell: runs NAME (update|available|assign|assign1|analytics|routing),\n"
@@ -53,6 +54,7 @@ void bench_parse(int argc, char **argv, bench_args *a)
         else if (!strcmp(k, "--mode")) a->mode = v;
         else if (!strcmp(k, "--secs")) a->secs = atof(v);
         else if (!strcmp(k, "--warm")) a->warm_secs = atof(v);
+        else if (!strcmp(k, "--rate")) a->rate = atof(v);
         else if (!strcmp(k, "--max")) a->max_ops = atol(v);
         else if (!strcmp(k, "--base")) a->base = atol(v);
         else if (!strcmp(k, "--conns")) a->conns = atoi(v);
@@ -87,6 +89,15 @@ double bench_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double bench_start(const bench_args *a, double *due)
+{
+    if (a->rate <= 0) return bench_now();
+    *due -= log(1.0 - drand48()) / a->rate;
+    struct timespec ts = { (time_t)*due, (long)((*due - (double)(time_t)*due) * 1e9) };
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+    return *due;
 }
 
 double bench_cpu(void)

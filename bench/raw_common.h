@@ -28,6 +28,9 @@ typedef struct bench_args {
     const char *mode;   /* raw_pg: "prepared" or "pipeline" */
     double secs;        /* time box of the measured phase */
     double warm_secs;   /* time box of the warm-up phase (not recorded) */
+    double rate;        /* > 0: open loop, one op at a time at Poisson
+                           arrivals, this many a second; latency from each
+                           arrival (prepared / raw_sqlite only) */
     long max_ops;       /* also stop after this many ops (warm-up included) */
     long base;          /* first waiting call id (assign ops) */
     int conns, depth;   /* raw_pg pipeline: connections, ops in flight each */
@@ -42,6 +45,9 @@ typedef struct bench_args {
 void bench_parse(int argc, char **argv, bench_args *a);
 
 double bench_now(void);  /* monotonic seconds */
+/* When the next op starts: now (closed loop), or the next Poisson arrival
+** after *due at a->rate a second, slept until (open loop; *due moves on). */
+double bench_start(const bench_args *a, double *due);
 double bench_cpu(void);  /* CPU seconds of the whole process (all threads) */
 int64_t bench_wall_ms(void);  /* wall clock, ms since the epoch (callcenter's now) */
 

@@ -190,10 +190,10 @@ static int run_prepared_op(PGconn *c, const bench_args *a, long k, long *check)
 static long prepared_phase(PGconn *c, const bench_args *a, long *k, double secs,
                            bench_lat *lat, long *errors, long *check)
 {
-    double end = bench_now() + secs;
+    double due = bench_now(), end = due + secs;
     long done = 0;
     while (*k < a->max_ops) {
-        double t0 = bench_now();
+        double t0 = bench_start(a, &due);
         if (t0 >= end) break;
         int rc = a->op == OP_ROUTING ? route_prepared_op(c, a, (*k)++, check)
                                      : run_prepared_op(c, a, (*k)++, check);

@@ -255,10 +255,10 @@ static int run_op(cell *c, const bench_args *a, long k, long *check)
 static long phase(cell *c, const bench_args *a, long *k, double secs, bench_lat *lat,
                   long *errors, long *check)
 {
-    double end = bench_now() + secs;
+    double due = bench_now(), end = due + secs;
     long done = 0;
     while (*k < a->max_ops) {
-        double t0 = bench_now();
+        double t0 = bench_start(a, &due);
         if (t0 >= end) break;
         if (run_op(c, a, (*k)++, check) != 0) (*errors)++;
         double t1 = bench_now();

@@ -11,11 +11,17 @@ local O = require "ops"
 
 local M = {}
 
--- The routing row's latency cell: 256 calls in flight, decisions asked for
--- at ops.routing.open_rate per second (bench/cell.lua --rate), latency from
--- each decision's scheduled arrival.  The other cells are closed loops.
+-- The routing row's latency cells: decisions asked for at
+-- ops.routing.open_rate per second (bench/cell.lua --rate), latency from
+-- each decision's scheduled arrival: the target's (256 calls in flight),
+-- and under it the floor of the machine: the same arrivals served one at
+-- a time, blocking, by switchboard and by raw C.  The other cells are
+-- closed loops.
+local ROUTING = { routing = true }
 local OPEN_LOOP = { id = "sb_calls", label = "switchboard 256 calls in flight, open loop",
-                    lua = "sb", tasks = 256, open_loop = true, only = { routing = true } }
+                    lua = "sb", tasks = 256, open_loop = true, only = ROUTING }
+local OPEN_BLOCK = { id = "sb_block_open", label = "switchboard blocking, open loop (1 at a time)",
+                     lua = "sb", tasks = 0, open_loop = true, only = ROUTING }
 
 -- The Lua columns, the same on both backends, after each one's raw C ones.
 local LUA_COLUMNS = {
@@ -24,6 +30,7 @@ local LUA_COLUMNS = {
   { id = "sb_block", label = "switchboard blocking", lua = "sb", tasks = 0 },
   { id = "sb_16", label = "switchboard 16 tasks", lua = "sb", tasks = 16 },
   { id = "sb_256", label = "switchboard 256 tasks", lua = "sb", tasks = 256 },
+  OPEN_BLOCK,
   OPEN_LOOP,
 }
 
@@ -34,6 +41,8 @@ end
 
 M.sqlite = with_lua {
   { id = "raw", label = "raw C: sqlite3 prepared", raw = "raw_sqlite" },
+  { id = "raw_open", label = "raw C: open loop (1 at a time)", raw = "raw_sqlite", open_loop = true,
+    only = ROUTING },
 }
 
 M.postgresql = with_lua {
@@ -43,6 +52,8 @@ M.postgresql = with_lua {
   -- the pool size switchboard uses by default, same 256 in flight
   { id = "raw_pipe4", label = "raw C: libpq pipeline, 4 conns x 64", raw = "raw_pg",
     mode = "pipeline", conns = 4, depth = 64 },
+  { id = "raw_open", label = "raw C: open loop (1 at a time, 1 conn)", raw = "raw_pg", mode = "prepared",
+    open_loop = true, only = ROUTING },
 }
 
 -- "x raw C" is against ref; "x best raw C" against the best of `raw` in
@@ -65,6 +76,7 @@ function M.command(impl, c, cfg)
         "--max", c.max, "--base", c.base)
     if c.backend == "sqlite" then add("--db", c.db) end
     if impl.mode then add("--mode", impl.mode) end
+    if impl.open_loop then add("--rate", O.ops[c.op].open_rate[c.backend]) end
     if impl.conns then add("--conns", impl.conns, "--depth", impl.depth) end
     if c.pgdb and c.backend ~= "sqlite" then add("--pgdb", c.pgdb) end
     if c.op == "routing" then

@@ -41,7 +41,7 @@ function M.summarize(backend, reps, ops_list)
           scpu[r] = c.server_cpu_us_per_op
           errors = errors + (c.errors or 0)
           check = c.check
-          local rc = cells[ref]
+          local rc = not im.open_loop and cells[ref]  -- an open loop's rate is asked for
           if rc and not rc.failed and rc.ops_per_s > 0 then
             rr[r] = c.ops_per_s / rc.ops_per_s
             refops[r] = rc.ops_per_s
@@ -51,7 +51,7 @@ function M.summarize(backend, reps, ops_list)
             local b = cells[id]
             if b and not b.failed and b.ops_per_s > best then best = b.ops_per_s end
           end
-          if best > 0 then rb[r] = c.ops_per_s / best end
+          if best > 0 and not im.open_loop then rb[r] = c.ops_per_s / best end
         elseif c then
           failed = c.failed
         end
@@ -165,7 +165,8 @@ function M.table(backend, rows, meta)
 end
 
 -- The lines under a backend's table about the routing row: the target's
--- verdict, the raw C cells with 256 in flight for comparison, Little's law
+-- verdict, the floor under it (the same arrivals served one at a time,
+-- blocking), the raw C cells with 256 in flight for comparison, Little's law
 -- (a closed loop of N in flight at X ops/s waits N / X on average), and
 -- the cells that were not run.
 function M.routing_notes(backend, rows)
@@ -181,6 +182,17 @@ function M.routing_notes(backend, rows)
     parts[#parts + 1] = string.format("switchboard, 256 calls in flight asking for %s decisions/s (open loop):"
       .. " p99 %s ms, p50 %s ms, target p99 < %s ms %s", thousands(O.ops.routing.open_rate[backend]),
       ms(sb.p99_us), ms(sb.p50_us), ms(limit), sb.target and sb.target.met and "met" or "**MISSED**")
+  end
+  local floor = {}
+  for _, id in ipairs({ "raw_open", "sb_block_open" }) do
+    local r = by[id]
+    if r and r.p99_us then
+      floor[#floor + 1] = string.format("%s p99 %s ms (p50 %s ms)", r.label, ms(r.p99_us), ms(r.p50_us))
+    end
+  end
+  if #floor > 0 then
+    parts[#parts + 1] = "the floor of this machine, the same arrivals served one at a time: "
+      .. table.concat(floor, ", ")
   end
   for _, id in ipairs(impls.raw[backend]) do
     local im
