@@ -190,8 +190,13 @@ specs: all
 # Sanitized run: the module is instrumented but lua5.4 is not, so libasan must
 # be preloaded.  Leak detection stays on; spec/asan.supp (if present) may only
 # hold suppressions for leaks inside lua5.4/dlopen itself.
+# intercept_tls_get_addr=0: LeakSanitizer (GCC 12, glibc 2.36) sometimes reads
+# a bogus dynamic-TLS range of a dlopen'ed library at exit and its tracer
+# dies ("Tracer caught signal 11", "DTLS 6 at 0x95-..."): 4 of 8 runs of
+# spec/migrate_spec.lua's child processes; 0 of 8 with it.  Leaks are still
+# checked; only pointers held in dynamic TLS (none of ours) stop counting.
 LIBASAN := $(shell $(CC) -print-file-name=libasan.so 2>/dev/null)
-ASAN_RUN_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0:strict_init_order=1 \
+ASAN_RUN_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0:strict_init_order=1:intercept_tls_get_addr=0 \
                LSAN_OPTIONS=print_suppressions=0$(if $(wildcard spec/asan.supp),:suppressions=$(CURDIR)/spec/asan.supp) \
                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                SB_TEST_TIME_FACTOR=3

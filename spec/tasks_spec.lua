@@ -56,16 +56,18 @@ helpers.each_backend(function(backend)
 
     it("sb.sleep wakes 300 sleeping tasks in the order of their deadlines", function()
       local woke = {}
+      local gap = helpers.T(0.001)
       local base = sb.now() + helpers.T(0.01)
       for i = 1, 300 do
-        -- deadlines base + 20 us .. 600 us, ten tasks on each, spawned
-        -- scrambled: several fall due at every wake-up of the loop
+        -- deadlines base + 1..30 gaps, ten tasks on each, spawned scrambled
         local slot = (i * 7) % 30 + 1
         sb.spawn(function()
-          sb.sleep(base + slot * 2e-5 - sb.now())
+          sb.sleep(base + slot * gap - sb.now())
           woke[#woke + 1] = slot
         end)
       end
+      -- keep the loop busy past the last deadline: all 300 fall due at once
+      sb.spawn(function() while sb.now() < base + 31 * gap do end end)
       sb.run()
       assert.are.equal(300, #woke)
       for k = 2, 300 do
