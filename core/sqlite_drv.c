@@ -299,18 +299,27 @@ static void submit(sb_sqlite *d, sb_req *r)
 ** bound, so past CKPT_HARD pages the committing thread checkpoints itself,
 ** as SQLite would have (measured: 3000 back-to-back 4 KB commits leave a
 ** WAL of ~1,000 frames with SQLite's hook, ~9,100 with readers alone).
+** A checkpoint walks the whole WAL, so past CKPT_PAGES one is asked for
+** every CKPT_STEP new pages, not after every commit: a one-row UPDATE cost
+** 127k instructions (all threads, callgrind) with a checkpoint asked after
+** each commit, 75k with one per 250 pages (100: 80k); the WAL stays
+** bounded the same (~4,000 frames after 3,000 back-to-back 4 KB commits).
 */
 #define CKPT_PAGES 1000      /* SQLite's default auto-checkpoint threshold */
+#define CKPT_STEP 250
 #define CKPT_HARD (4 * CKPT_PAGES)
 
 static int wal_hook(void *arg, sqlite3 *h, const char *dbname, int pages)
 {
     sb_sqlite *d = arg;
+    if (pages < d->ckpt_asked_at) d->ckpt_asked_at = 0;  /* the WAL restarted */
     if (pages >= CKPT_HARD) {
         (void)sqlite3_wal_checkpoint_v2(h, dbname, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         return SQLITE_OK;
     }
-    if (pages >= CKPT_PAGES && !atomic_exchange(&d->ckpt_wanted, 1)) {
+    if (pages >= CKPT_PAGES && pages >= d->ckpt_asked_at + CKPT_STEP &&
+        !atomic_exchange(&d->ckpt_wanted, 1)) {
+        d->ckpt_asked_at = pages;
         pthread_mutex_lock(&d->rpool.mu);
         pthread_cond_signal(&d->rpool.cv);
         pthread_mutex_unlock(&d->rpool.mu);

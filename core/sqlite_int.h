@@ -152,6 +152,8 @@ typedef struct sb_sqlite {
     ** thread, taken by the reader thread that runs the checkpoint */
     sqlite3 *ckpt;
     atomic_int ckpt_wanted;
+    int ckpt_asked_at;       /* WAL pages when one was last asked for; only
+                                the writer's runner (the WAL hook) uses it */
     sb_session *pin;         /* the session holding the writer, or NULL */
     sb_sqlite_job *release;  /* allocated before a pin is taken, so that
                                 giving the pin back never needs memory */
