@@ -366,13 +366,17 @@ install-test: all
 # Issue #5's benchmark (bench/README.md).  The raw C baselines link libsqlite3
 # and libpq directly; bench/run.lua drives every cell as a child process.
 
-BENCH_BIN := $(BUILD)/bench/raw_sqlite $(BUILD)/bench/raw_pg
+BENCH_BIN := $(BUILD)/bench/raw_sqlite $(BUILD)/bench/raw_pg $(BUILD)/bench/fsync_probe
 BENCH_ENV  = LUA_PATH='bindings/lua/?.lua;bindings/lua/?/init.lua;bench/?.lua;;' \
              LUA_CPATH='$(BUILD)/lua/?.so;;' BENCH_BUILD='$(BUILD)' BENCH_LUA='$(LUA)'
 
 $(BUILD)/bench/raw_%: bench/raw_%.c bench/raw_common.c bench/raw_common.h
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -o $@ $< bench/raw_common.c $(REAL_LDFLAGS) $(LIBS) -lm
+
+$(BUILD)/bench/fsync_probe: bench/fsync_probe.c
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -o $@ $<
 
 bench-bin: $(BENCH_BIN)
 

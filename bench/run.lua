@@ -121,6 +121,33 @@ local function run_cell(impl, c)
   return res
 end
 
+-- bench/fsync_probe beside a cell, on the filesystem of the database's
+-- data (PostgreSQL: $SB_TEST_PG_DIR, else /tmp; SQLite: the file's
+-- directory) --> the file its JSON line goes to
+local function disk_probe_start(backend, optarget, secs)
+  local dir = backend == "sqlite" and optarget:match("^(.*)/[^/]*$") or os.getenv("SB_TEST_PG_DIR") or "/tmp"
+  local out = os.tmpname()
+  sh(("%s/bench/fsync_probe %s %.1f > %s 2>/dev/null &"):format(cfg.build, setup.sh_quote(dir), secs,
+    setup.sh_quote(out)))
+  return out
+end
+
+-- its result once it is done (it runs as long as the cell's time boxes)
+local function disk_probe_result(out)
+  for _ = 1, 100 do
+    local f = io.open(out)
+    local line = f and f:read("l")
+    if f then f:close() end
+    if line and line:sub(1, 1) == "{" then
+      os.remove(out)
+      return json.decode(line)
+    end
+    sh("sleep 0.1")
+  end
+  os.remove(out)
+  return nil
+end
+
 local function run_backend(backend, all_cells)
   local ops = {}
   for _, op in ipairs(O.list(backend)) do
@@ -164,7 +191,10 @@ local function run_backend(backend, all_cells)
             timeout = math.ceil(secs * 10 + cfg.warm * 10 + 60), pgdb = pgdb,
           }
           local s0 = backend == "postgresql" and servercpu.seconds()
+          -- an open-loop cell's tail follows the disk's flushes: sample them beside it
+          local probe = im.open_loop and not cfg.quick and disk_probe_start(backend, optarget, secs + cfg.warm)
           local res = run_cell(im, c)
+          if probe then res.disk = disk_probe_result(probe) end
           if s0 and not res.failed and (res.ops_all or 0) > 0 then
             sh("sleep 0.2")  -- the cell's backends exit and are reaped
             res.server_cpu_us_per_op = (servercpu.seconds() - s0) * 1e6 / res.ops_all

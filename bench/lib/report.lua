@@ -20,6 +20,22 @@ local BACKEND_TITLE = {
   postgresql = "PostgreSQL (throwaway cluster, loopback TCP, default durability)",
 }
 
+-- The disk flushes sampled beside a cell (bench/fsync_probe.c), over all
+-- its repetitions: the median p99, the worst flush, how many took > 10 ms.
+local function disk_summary(reps, op, id)
+  local p99, worst, slow, n = {}, 0, 0, 0
+  for r, rep in ipairs(reps) do
+    local d = (rep[op] or {})[id] and rep[op][id].disk
+    if d then
+      p99[r] = d.p99_ms
+      if d.max_ms > worst then worst = d.max_ms end
+      slow, n = slow + d.over_10ms, n + d.samples
+    end
+  end
+  if n == 0 then return nil end
+  return { p99_ms = stats.median(p99), max_ms = worst, over_10ms = slow, samples = n }
+end
+
 -- summarize(backend, reps) --> list of rows { op, impl, label, ops_per_s, ... }
 -- reps[r][op][impl_id] = a cell's decoded JSON (or { failed = msg })
 function M.summarize(backend, reps, ops_list)
@@ -60,6 +76,7 @@ function M.summarize(backend, reps, ops_list)
         backend = backend, op = op, title = O.ops[op].title, impl = im.id, label = im.label,
         ops_per_s = stats.median(ops), p50_us = stats.median(p50), p99_us = stats.median(p99),
         cpu_us_per_op = stats.median(cpu), server_cpu_us_per_op = stats.median(scpu),
+        disk = disk_summary(reps, op, im.id),
         ratio_raw = stats.median(rr), ratio_best = stats.median(rb),
         errors = errors, check = check, failed = failed, skipped = skipped, reps = #ops,
         per_rep_ops_per_s = ops,
@@ -193,6 +210,14 @@ function M.routing_notes(backend, rows)
   if #floor > 0 then
     parts[#parts + 1] = "the floor of this machine, the same arrivals served one at a time: "
       .. table.concat(floor, ", ")
+  end
+  for _, id in ipairs({ "raw_open", "sb_block_open", targets.routing_impl }) do
+    local r = by[id]
+    local d = r and r.disk
+    if d then
+      parts[#parts + 1] = string.format("disk flushes beside %s (fdatasync every 5 ms, %d samples): p99 %.2f ms,"
+        .. " worst %.1f ms, %d over 10 ms", r.label, d.samples, d.p99_ms, d.max_ms, d.over_10ms)
+    end
   end
   for _, id in ipairs(impls.raw[backend]) do
     local im
