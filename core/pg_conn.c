@@ -361,7 +361,14 @@ void sb_pg_conn_send(sb_pg_conn *pc, sb_pg_op *op)
     }
     op->ncmds = (unsigned char)ncmds;
     op->cmd = op->got = 0;
+    op->chained = (r->flags & SB_Q_CHAIN) && r->session;
     fifo_push(pc, op);
+    if (op->chained) {
+        /* no Sync: the session's next request closes the group, and
+        ** nothing else (not even a DEALLOCATE) may come in between */
+        flush(pc);
+        return;
+    }
     if (!PQpipelineSync(pg)) {
         sb_pg_conn_break(pc, PQerrorMessage(pg));
         return;
@@ -440,6 +447,10 @@ static int read_results(sb_pg_conn *pc)
                 op->cmd++;
                 op->got = 0;
                 idle = 0;
+                if (op->chained && op->cmd >= op->ncmds) {  /* no Sync to wait for */
+                    fifo_pop(pc);
+                    complete(pc, op);
+                }
             } else if (++idle >= 2) {
                 break;
             }

@@ -58,6 +58,8 @@ struct sb_pg_op {
                                    lost connection rolled it back */
     unsigned prep_ok : 1;       /* the Parse succeeded */
     unsigned cancel_wanted : 1; /* cancel on the server when it is executing */
+    unsigned chained : 1;       /* SB_Q_CHAIN: no Sync of its own; finishes
+                                   when its last command's results end */
 };
 
 /* Finish op->r (if any) with res/err and drop the driver's reference;

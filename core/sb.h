@@ -206,6 +206,13 @@ const char *sb_conn_url(const sb_conn *c);
                              a lone quick read then costs no thread
                              hand-off (two wake-ups) */
 #define SB_QUICK_US 200
+#define SB_Q_CHAIN 0x10u  /* a session's request that goes out with the
+                             session's next one in one round trip (one
+                             pipeline sync on PostgreSQL) and finishes with
+                             it; if it fails, the next one is skipped with an
+                             error rather than run without it (a deferred
+                             BEGIN).  Ignored outside a session and by
+                             SQLite, where it runs as usual */
 
 /* What to run: the arguments of sb_conn_submit. */
 typedef struct sb_query {

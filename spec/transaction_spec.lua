@@ -284,6 +284,35 @@ helpers.each_backend(function(backend)
 end)
 
 helpers.pg_only(function(backend)
+  describe("BEGIN chained to the first statement", function()
+    it("a BEGIN the server refuses fails that statement with its error, and nothing runs outside it", function()
+      local db = helpers.open(backend)
+      local t = helpers.table(db, "tx_chain", "id bigint")
+      local tx = db:_session()
+      tx:_chain("SELECT 1/0")  -- stands for a BEGIN that fails
+      local n, err = tx:exec("INSERT INTO " .. t .. " (id) VALUES (1)")
+      assert.is_nil(n)
+      assert.are.equal("22012", err.sqlstate)
+      assert.are.equal(err, tx:_failed())
+      local ok, cerr = tx:commit()  -- refuses with that error
+      assert.is_nil(ok)
+      assert.are.equal("22012", cerr.sqlstate)
+      assert.are.equal(0, db:first("SELECT count(*) AS n FROM " .. t).n)
+    end)
+
+    it("db:transaction: BEGIN took effect with the first statement (one transaction id throughout)", function()
+      local db = helpers.open(backend)
+      local t = helpers.table(db, "tx_chain2", "id bigint")
+      local a, b = assert(db:transaction(function(tx)
+        local x = assert(tx:first("SELECT txid_current() AS x")).x
+        assert(tx:exec("INSERT INTO " .. t .. " (id) VALUES (1)"))
+        return x, assert(tx:first("SELECT txid_current() AS x")).x
+      end))
+      assert.are.equal(a, b)  -- autocommit would give each statement its own
+      assert.are.equal(1, db:first("SELECT count(*) AS n FROM " .. t).n)
+    end)
+  end)
+
   describe("transaction retries", function()
     -- Every attempt of `fn` reads the counter (taking its SERIALIZABLE
     -- snapshot), lets another connection update the row, then updates it

@@ -34,6 +34,8 @@ typedef struct lsb_db {
 /* A transaction handle.  User value 1: its db userdata. */
 typedef struct lsb_tx {
     sb_session *session;  /* NULL once committed, rolled back or closed */
+    sb_req *opening;      /* its BEGIN, sent chained (SB_Q_CHAIN) and not yet
+                             looked at, or NULL */
     int failed;           /* a statement in it failed: commit must not */
 } lsb_tx;
 

@@ -122,20 +122,34 @@ static int wait_mode(lua_State *L)
     return poller ? MODE_POLLER : MODE_BLOCK;
 }
 
-/* Push what the finished request r gives; the db is at dbidx. */
-static int push_outcome(lua_State *L, sb_req *r, int dbidx, lsb_kind kind, lsb_tx *tx)
+/* Push nil, e; inside a transaction (tx_call's frame: the tx is at 1) the
+** first error is also kept for commit to refuse with. */
+static int push_failure(lua_State *L, const sb_error *e, lsb_tx *tx)
 {
-    if (sb_req_status(r) == SB_OK) {
-        lua_getiuservalue(L, dbidx, 1);  /* its NULL sentinel */
-        return lsb_push_result(L, sb_req_result(r), kind, lua_gettop(L));
-    }
-    int n = lsb_push_error(L, sb_req_error(r));
-    if (tx && !tx->failed) {  /* tx_call's frame: the tx is at 1 */
+    int n = lsb_push_error(L, e);
+    if (tx && !tx->failed) {
         tx->failed = 1;
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, 2);
     }
     return n;
+}
+
+/* Push what the finished request r gives; the db is at dbidx. */
+static int push_outcome(lua_State *L, sb_req *r, int dbidx, lsb_kind kind, lsb_tx *tx)
+{
+    sb_req *b = tx ? tx->opening : NULL;
+    if (b && sb_req_status(b) != SB_PENDING) {  /* its chained BEGIN is back */
+        int n = sb_req_status(b) == SB_ERR ? push_failure(L, sb_req_error(b), tx) : 0;
+        tx->opening = NULL;
+        sb_req_free(b);
+        if (n) return n;  /* r was skipped by the server: BEGIN's error is the one */
+    }
+    if (sb_req_status(r) == SB_OK) {
+        lua_getiuservalue(L, dbidx, 1);  /* its NULL sentinel */
+        return lsb_push_result(L, sb_req_result(r), kind, lua_gettop(L));
+    }
+    return push_failure(L, sb_req_error(r), tx);
 }
 
 /* The anchored request finished: push what it gives and free it. */

@@ -8,7 +8,8 @@
 ** never waits: closing the session makes the backend queue a ROLLBACK
 ** before the connection serves anyone else.  The first error of a
 ** statement inside the transaction is kept (user value 2) so commit can
-** refuse with it.
+** refuse with it.  On PostgreSQL BEGIN is sent chained (tx:_chain) and its
+** outcome settled when the next statement's comes back (lsb_await.c).
 */
 #include "lsb.h"
 
@@ -25,6 +26,7 @@ int lsb_db_session(lua_State *L)
     lsb_db *db = lsb_checkdb(L, 1);
     lsb_tx *tx = lua_newuserdatauv(L, sizeof *tx, 2);  /* created finished */
     tx->session = NULL;
+    tx->opening = NULL;
     tx->failed = 0;
     luaL_setmetatable(L, LSB_TX);
     lua_pushvalue(L, 1);
@@ -42,6 +44,23 @@ static int tx_call(lua_State *L, lsb_kind kind)
     return lsb_call(L, dbidx, lsb_checkdb(L, dbidx), tx, kind);
 }
 
+/* tx:_chain(sql): send sql (BEGIN) chained to the next statement, without
+** waiting: one round trip for both on PostgreSQL (SB_Q_CHAIN).  Its outcome
+** is looked at when the next statement's comes back (lsb_await.c). */
+static int tx_chain(lua_State *L)
+{
+    lsb_tx *tx = checktx(L);
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    if (tx->opening) return luaL_error(L, "this transaction was opened already");
+    lua_getiuservalue(L, 1, 1);
+    lsb_db *db = lsb_checkdb(L, lua_gettop(L));
+    sb_query q = { sql, len, NULL, 0, tx->session, db->timeout_ms, SB_Q_CHAIN };
+    tx->opening = sb_conn_submit(db->conn, &q);
+    if (!tx->opening) return luaL_error(L, "not enough memory");
+    return 0;
+}
+
 static int tx_exec(lua_State *L) { return tx_call(L, LSB_EXEC); }
 static int tx_query(lua_State *L) { return tx_call(L, LSB_QUERY); }
 static int tx_first(lua_State *L) { return tx_call(L, LSB_FIRST); }
@@ -50,6 +69,11 @@ static int tx_first(lua_State *L) { return tx_call(L, LSB_FIRST); }
 static int tx_release(lua_State *L)
 {
     lsb_tx *tx = luaL_checkudata(L, 1, LSB_TX);
+    if (tx->opening) {
+        sb_req *b = tx->opening;
+        tx->opening = NULL;
+        sb_req_free(b);  /* cancels it if still out */
+    }
     if (tx->session) {
         sb_session *s = tx->session;
         tx->session = NULL;
@@ -85,6 +109,7 @@ void lsb_register_tx(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         { "exec", tx_exec },         { "query", tx_query },   { "first", tx_first },
+        { "_chain", tx_chain },
         { "_release", tx_release }, { "_failed", tx_failed }, { "_active", tx_active },
         { NULL, NULL }
     };

@@ -391,6 +391,54 @@ TEST(pg_session_isolation)
     sb_conn_close(c);
 }
 
+/* SB_Q_CHAIN: a chained request goes out with the session's next one (one
+** Sync for both); if it fails, the next one is skipped, never run alone. */
+TEST(pg_chain)
+{
+    sb_conn *c;
+    sb_session *s;
+    sb_req *a, *b;
+    char ins[256], cnt[256];
+    NEED_PG();
+    c = pg_open(2);
+    REQUIRE(c);
+    execf(c, "CREATE TABLE %s (x int)", tname("chain"));
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (1)", tname("chain"));
+    snprintf(cnt, sizeof cnt, "SELECT count(*) FROM %s", tname("chain"));
+
+    /* a chained BEGIN and a statement: both succeed, in one transaction */
+    s = sb_session_open(c);
+    REQUIRE(s);
+    a = h_submit(c, s, "BEGIN", NULL, 0, SB_Q_CHAIN, 0);
+    b = h_submit(c, s, ins, NULL, 0, 0, 0);
+    CHECK_INT(h_wait(c, b), ==, SB_OK);
+    CHECK_OK(b);
+    CHECKF(sb_req_status(a) == SB_OK, "the chained BEGIN finished with its successor: %s", h_errstr(a));
+    sb_req_free(a);
+    sb_req_free(b);
+    b = h_run_s(c, s, "ROLLBACK", NULL, 0); CHECK_OK(b); sb_req_free(b);
+    CHECK_INT(SCALAR(c, cnt), ==, 0);  /* the insert was inside it */
+    sb_session_close(s);
+
+    /* a chained statement that fails: the next one is skipped */
+    s = sb_session_open(c);
+    REQUIRE(s);
+    a = h_submit(c, s, "SELECT 1/0", NULL, 0, SB_Q_CHAIN, 0);
+    b = h_submit(c, s, ins, NULL, 0, 0, 0);
+    CHECK_INT(h_wait(c, b), ==, SB_OK);
+    CHECKF(sb_req_status(a) == SB_ERR && !strcmp(sb_error_sqlstate(sb_req_error(a)), "22012"),
+           "chained: %s", h_errstr(a));
+    CHECKF(sb_req_status(b) == SB_ERR, "the statement after a failed chained one ran: %s", h_errstr(b));
+    sb_req_free(a);
+    sb_req_free(b);
+    b = h_run_s(c, s, "SELECT 1", NULL, 0); CHECK_OK(b); sb_req_free(b);  /* usable again */
+    sb_session_close(s);
+    CHECK_INT(SCALAR(c, cnt), ==, 0);
+
+    execf(c, "DROP TABLE %s", tname("chain"));
+    sb_conn_close(c);
+}
+
 /* --------------------------------------------------------- concurrency */
 
 /* 200 x pg_sleep(0.05) = 10 s one after another; pool 8 should need about
@@ -712,6 +760,7 @@ static const h_test tests[] = {
     T(pg_errors),
     T(pg_error_mid_pipeline),
     T(pg_session_isolation),
+    T(pg_chain),
     T(pg_pipelining_pool8),
     T(pg_poll_loop_fd_stable),
     T(pg_request_timeout),

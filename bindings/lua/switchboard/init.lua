@@ -92,6 +92,12 @@ function DB:begin(opts)
   end
   local sql = begin_sql(self, opts)
   local tx = self:_session()
+  if self:backend() == "postgresql" then
+    -- BEGIN goes out with the first statement, in one round trip; if it
+    -- fails, that statement is skipped and returns BEGIN's error
+    tx:_chain(sql)
+    return tx
+  end
   local ok, err = tx:exec(sql)
   if not ok then
     tx:_release()
