@@ -186,12 +186,18 @@ static void dispatch(sb_pg_drv *d)
 again:;
     unsigned breaks = d->breaks;
     int pool_full = 0, waiting = 0;
+    /* every ready connection pinned: a session without one can neither
+    ** take nor reserve one now (skipping it keeps a crowd of waiting
+    ** transactions from costing pool x pending steps per dispatch) */
+    int all_pinned = 1;
+    for (int i = 0; i < d->npool && all_pinned; i++)
+        all_pinned = d->conns[i].state != SB_PG_READY || d->conns[i].pinned;
     sb_pg_op *op = d->pend_head;
     while (op) {
         sb_pg_op *next = op->next;  /* sending never touches the pending list */
         sb_session *sess = op->sess;
         if (sess) {
-            place_session_op(d, op);  /* may free op */
+            if (sess->drv || sess->broken || !all_pinned) place_session_op(d, op);  /* may free op */
             waiting += !sess->drv && !sess->broken;
         } else if (!pool_full) {
             /* no idle connection while the pool may grow: rather a
