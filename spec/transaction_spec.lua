@@ -373,7 +373,8 @@ helpers.pg_only(function(backend)
         local v = assert(tx:first("SELECT v FROM " .. t .. " WHERE id = 1")).v
         if pause then
           a_has_read = true  -- B commits only after A's snapshot: a real conflict
-          assert(tx:first("SELECT pg_sleep(0.3) AS s"))
+          -- and before A's update (scaled: under valgrind B needs longer)
+          assert(tx:first("SELECT pg_sleep($1) AS s", helpers.T(0.3)))
         end
         assert(tx:exec("UPDATE " .. t .. " SET v = $1 WHERE id = 1", v + 1))
         return v + 1
