@@ -8,7 +8,8 @@
 **   pipeline  --conns connections in pipeline mode, --depth operations in
 **             flight on each (16 x 16 = 256 by default), one thread polling
 **             them all; an operation is its statements sent back to back
-**             plus PQpipelineSync, so a transaction costs one round trip.
+**             plus PQpipelineSync, so a transaction costs one round trip
+**             (and no BEGIN / COMMIT: see pipe_stmts).
 ** Parameters travel as text (the usual libpq way); every value of every row
 ** is copied out, as a client would.  The routing op (route_*) is two steps,
 ** the second depending on the first: the available-agents query, the policy
@@ -224,11 +225,23 @@ typedef struct pconn {
     int *free_slots, nfree;
 } pconn;
 
+/* The statements an op sends in pipeline mode, [*first, end): a
+** transaction needs no BEGIN / COMMIT there, since what runs between two
+** Syncs is one implicit transaction, committed by the Sync or rolled back
+** by it when a statement failed (what switchboard's db:batch sends). */
+static int pipe_stmts(const bench_args *a, int *first)
+{
+    int tx = a->op == OP_ASSIGN;
+    *first = tx;
+    return tx ? a->nsql - 1 : a->nsql;
+}
+
 static void pipe_submit(pconn *pc, const bench_args *a, long k)
 {
     bench_params p;
     bench_params_for(a->op, k, a->base, &p);
-    for (int s = 0; s < a->nsql; s++) {
+    int first, end = pipe_stmts(a, &first);
+    for (int s = first; s < end; s++) {
         char name[16];
         const char *vals[4];
         int np = stmt_values(a, s, &p, name, vals);
@@ -237,7 +250,7 @@ static void pipe_submit(pconn *pc, const bench_args *a, long k)
     if (!PQpipelineSync(pc->c)) die(pc->c, "sync");
     flight *f = &pc->ring[(pc->head + pc->n) % a->depth];
     f->t0 = bench_now();
-    f->next_stmt = 0;
+    f->next_stmt = first;
     f->failed = 0;
     pc->n++;
 }

@@ -410,7 +410,10 @@ int sb_pg_conn_discard(sb_pg_conn *pc, const char *sql)
 /* op's Sync arrived: settle the statement cache, finish the request. */
 static void complete(sb_pg_conn *pc, sb_pg_op *op)
 {
-    if (pc->cancelling == op) pc->cancelling = NULL;
+    /* one cancel stops a whole group (the server skips the rest up to its
+    ** Sync): the guard passes to the group's next op, and no second cancel
+    ** goes out that could hit a statement sent after the group */
+    if (pc->cancelling == op) pc->cancelling = op->chained ? pc->head : NULL;
     if (op->prep) {
         if (op->prep_ok) op->prep->ready = 1;
         else sb_pg_cache_remove(&pc->cache, op->prep);  /* never cache a failed name */

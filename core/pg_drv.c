@@ -150,7 +150,9 @@ static void place_session_op(sb_pg_drv *d, sb_pg_op *op)
     }
     sb_pg_conn *pc = s->drv;
     if (pc) {
-        if (usable(pc) && pc->depth < SB_PG_DEPTH) send_op(d, pc, op);
+        /* no depth limit on its own connection: a request chained to this
+        ** one (SB_Q_CHAIN) gets no reply before this one's Sync is sent */
+        if (usable(pc)) send_op(d, pc, op);
         return;
     }
     sb_pg_conn *idle = NULL, *mine = NULL;

@@ -121,7 +121,8 @@ struct sb_pg_conn {
     int depth;               /* ops in the FIFO */
     sb_session *pinned;      /* the session owning this conn, or NULL */
     sb_session *reserved;    /* a session waiting for this conn to drain */
-    sb_pg_op *cancelling;    /* op a server cancel was sent for */
+    sb_pg_op *cancelling;    /* op a server cancel was sent for (or the
+                                next one of its chained group) */
     sb_pg_cache cache;
     unsigned next_id;        /* statement names */
     short revents;           /* readiness seen by this step's poll() */

@@ -93,12 +93,19 @@ sb_req *sb_conn_submit(sb_conn *c, const sb_query *q)
         }
         r->session = q->session;
         q->session->refs++;
+        if (q->session->skip_next) {
+            q->session->skip_next = (q->flags & SB_Q_CHAIN) != 0;
+            sb__req_fail(r, SB_E_OTHER, "XX000", SB_BACKEND_CORE,
+                         "statement skipped: an earlier statement it was chained to failed");
+            return r;
+        }
     }
     int maxparam = 0;
     if (sb__sql_check(c, r->sql, r->sql_len, (c->drv->caps & SB_CAP_QMARK) != 0, &maxparam,
                       &r->sql_hash) != SB_OK) {
         sb__req_fail(r, SB_E_MISUSE, "42P02", SB_BACKEND_CORE,
                      "bad placeholder: use $1 .. $65535");
+        sb__req_chain_broken(r);
         return r;
     }
     if (maxparam != q->nparams) {
@@ -107,6 +114,7 @@ sb_req *sb_conn_submit(sb_conn *c, const sb_query *q)
                                     maxparam, maxparam == 1 ? "" : "s", q->nparams,
                                     q->nparams == 1 ? "was" : "were");
         sb__req_finish(r, NULL, e);
+        sb__req_chain_broken(r);
         return r;
     }
     if (q->timeout_ms > 0) {
@@ -119,6 +127,11 @@ sb_req *sb_conn_submit(sb_conn *c, const sb_query *q)
     r->refs++;  /* the driver's */
     c->drv->submit(c, r);
     return r;
+}
+
+void sb__req_chain_broken(const sb_req *r)
+{
+    if (r->session && (r->flags & SB_Q_CHAIN)) r->session->skip_next = 1;
 }
 
 void sb__req_finish(sb_req *r, sb_result *res, sb_error *err)

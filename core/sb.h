@@ -211,8 +211,12 @@ const char *sb_conn_url(const sb_conn *c);
                              pipeline sync on PostgreSQL) and finishes with
                              it; if it fails, the next one is skipped with an
                              error rather than run without it (a deferred
-                             BEGIN).  Ignored outside a session and by
-                             SQLite, where it runs as usual */
+                             BEGIN; a batch).  On PostgreSQL requests chained
+                             without a BEGIN run in one implicit transaction
+                             that the last one's Sync commits, or rolls back
+                             if any failed.  SQLite runs each as usual, on
+                             the writer in order, skipping after a failure.
+                             Ignored outside a session */
 
 /* What to run: the arguments of sb_conn_submit. */
 typedef struct sb_query {

@@ -110,6 +110,9 @@ struct sb_session {
     void *drv;           /* the driver's pin (connection) or NULL */
     int broken;
     int closed;
+    int skip_next;       /* a request chained to the next (SB_Q_CHAIN)
+                            failed before it reached the backend: the
+                            next one fails too, unsent (owner thread) */
 };
 
 struct sb_error {
@@ -129,6 +132,9 @@ void sb__req_finish(sb_req *r, sb_result *res, sb_error *err);
 /* Finish r with a new error of class cls. */
 void sb__req_fail(sb_req *r, sb_errclass cls, const char *sqlstate,
                   const char *backend, const char *msg);
+/* r failed before its backend ran it: if it was chained to its session's
+** next request (SB_Q_CHAIN), that one is skipped with an error. */
+void sb__req_chain_broken(const sb_req *r);
 /* Drop a reference; frees r at zero. */
 void sb__req_unref(sb_req *r);
 void sb__conn_unref(sb_conn *c);

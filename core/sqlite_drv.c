@@ -259,6 +259,7 @@ static void submit(sb_sqlite *d, sb_req *r)
         sb__req_finish(r, NULL, sb__error_fmt(SB_E_MISUSE, "22023", "sqlite",
                                               "parameter $%d is NaN, which SQLite cannot store "
                                               "(it would become NULL)", nan));
+        sb__req_chain_broken(r);
         sb__req_unref(r);
         return;
     }

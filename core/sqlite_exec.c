@@ -241,6 +241,14 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
     int ro, owned = 0;  /* owned: not in the cache, finalize after use */
 
     *ro_out = -1;
+    if (r->session && s->chain_failed) {  /* the request chained to it failed */
+        s->chain_failed = (r->flags & SB_Q_CHAIN) != 0;
+        *res_out = NULL;
+        *err_out = sb__error_new(SB_E_OTHER, "XX000", "sqlite",
+                                 "statement skipped: an earlier statement it was chained to failed",
+                                 NULL);
+        return SB_SQLITE_RAN;
+    }
     sb_sqlite_ent *e = sb_sqlite_lru_get(&s->cache, hash, r->sql, r->sql_len);
     if (e) {
         st = e->st;
@@ -252,6 +260,7 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
                 sb_error_free(err);
                 return SB_SQLITE_BOUNCED;  /* the writer gives the real answer */
             }
+            if (r->session && (r->flags & SB_Q_CHAIN)) s->chain_failed = 1;
             *err_out = err;
             return SB_SQLITE_RAN;
         }
@@ -290,6 +299,9 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
     if (err) {
         sb__result_free(res);
         res = NULL;
+        /* a lock given up on at once (nowait) is retried by a worker: not a failure yet */
+        if (r->session && (r->flags & SB_Q_CHAIN) && !(s->nowait && sb_error_class(err) == SB_E_BUSY))
+            s->chain_failed = 1;
     }
     *res_out = res;
     *err_out = err;
@@ -299,6 +311,7 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
 /* Give the writer back clean: roll back what a session left open. */
 void sb_sqlite_rollback_open(sb_sqlite_slot *s)
 {
+    s->chain_failed = 0;
     if (!sqlite3_get_autocommit(s->h)) (void)sqlite3_exec(s->h, "ROLLBACK", NULL, NULL, NULL);
 }
 

@@ -102,6 +102,8 @@ typedef struct sb_sqlite_slot {
     sb_sqlite_lru cache;
     int busy_ms;
     int nowait;           /* SB_Q_INLINE_WRITE run: give up on locks at once */
+    int chain_failed;     /* a session's SB_Q_CHAIN request failed: its next
+                             one is skipped (cleared when the pin is let go) */
     /* any thread: "stop waiting for locks" (cancel, close) */
     atomic_int intr;
     /* owner only: how the inline runner claimed h (0 not, 1 lock-free, 2 busy) */

@@ -80,6 +80,7 @@ build = {
             -- bindings/lua/*.c
             "bindings/lua/lsb.c",
             "bindings/lua/lsb_await.c",
+            "bindings/lua/lsb_batch.c",
             "bindings/lua/lsb_db.c",
             "bindings/lua/lsb_error.c",
             "bindings/lua/lsb_params.c",

@@ -31,16 +31,23 @@ typedef struct lsb_db {
                        error left it there */
 } lsb_db;
 
-/* A transaction handle.  User value 1: its db userdata. */
+/* A transaction handle, or a batch's (db:batch).  User values: 1 its db
+** userdata, 2 the first error of a statement in it, 3 the block that
+** `chained` points into. */
 typedef struct lsb_tx {
     sb_session *session;  /* NULL once committed, rolled back or closed */
-    sb_req *opening;      /* its BEGIN, sent chained (SB_Q_CHAIN) and not yet
-                             looked at, or NULL */
+    sb_req **chained;     /* requests sent chained (SB_Q_CHAIN) whose outcome
+                             was not looked at yet: a transaction's BEGIN, a
+                             batch's statements; owned here */
+    int nchained, capchained;
     int failed;           /* a statement in it failed: commit must not */
+    int batch;            /* 0: a transaction; 1: a batch; 2: a batch whose
+                             chained[0] is a BEGIN and last request a COMMIT */
 } lsb_tx;
 
-/* What a finished request is turned into. */
-typedef enum lsb_kind { LSB_EXEC, LSB_QUERY, LSB_FIRST, LSB_OK } lsb_kind;
+/* What a finished request is turned into (LSB_BATCH: a batch's results,
+** lsb_batch.c). */
+typedef enum lsb_kind { LSB_EXEC, LSB_QUERY, LSB_FIRST, LSB_OK, LSB_BATCH } lsb_kind;
 
 /* lsb_db.c */
 lsb_db *lsb_checkdb(lua_State *L, int idx);  /* raises if closed */
@@ -50,11 +57,26 @@ void lsb_register_db(lua_State *L);
 /* lsb_tx.c */
 void lsb_register_tx(lua_State *L);
 int lsb_db_session(lua_State *L);  /* db:_session() --> tx, before BEGIN */
+/* Push a new tx on the db at dbidx, its session open. */
+lsb_tx *lsb_tx_new(lua_State *L, int dbidx);
+/* Submit q chained (SB_Q_CHAIN) in the tx at txidx (of db), keeping the
+** request; raises only when out of memory. */
+void lsb_tx_chain(lua_State *L, int txidx, lsb_db *db, sb_query *q);
+/* Free its chained requests (cancelling unfinished ones) and give the
+** connection back (rolling back what is open). */
+void lsb_tx_release(lsb_tx *tx);
+
+/* lsb_batch.c: db:_batch(list [, begin, commit]) */
+int lsb_db_batch(lua_State *L);
+/* push the outcome of a batch whose last request `last` finished */
+int lsb_push_batch(lua_State *L, sb_req *last, int dbidx, lsb_tx *tx);
 
 /* lsb_params.c: convert the Lua values at [first, last] into params
 ** (which must have room for last - first + 1 values); raises on types
 ** that cannot be bound. */
 void lsb_toparams(lua_State *L, int first, int last, sb_value *params);
+/* One value at idx into *v; 0 (v untouched) when it cannot be bound. */
+int lsb_toparam(lua_State *L, int idx, sb_value *v);
 int lsb_blob(lua_State *L);
 void lsb_register_blob(lua_State *L);
 

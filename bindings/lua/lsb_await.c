@@ -138,10 +138,11 @@ static int push_failure(lua_State *L, const sb_error *e, lsb_tx *tx)
 /* Push what the finished request r gives; the db is at dbidx. */
 static int push_outcome(lua_State *L, sb_req *r, int dbidx, lsb_kind kind, lsb_tx *tx)
 {
-    sb_req *b = tx ? tx->opening : NULL;
-    if (b && sb_req_status(b) != SB_PENDING) {  /* its chained BEGIN is back */
+    if (kind == LSB_BATCH) return lsb_push_batch(L, r, dbidx, tx);
+    if (tx && tx->nchained && sb_req_status(tx->chained[0]) != SB_PENDING) {
+        sb_req *b = tx->chained[0];  /* its chained BEGIN is back */
         int n = sb_req_status(b) == SB_ERR ? push_failure(L, sb_req_error(b), tx) : 0;
-        tx->opening = NULL;
+        tx->nchained = 0;
         sb_req_free(b);
         if (n) return n;  /* r was skipped by the server: BEGIN's error is the one */
     }

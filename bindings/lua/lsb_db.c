@@ -233,7 +233,7 @@ void lsb_register_db(lua_State *L)
         { "close", db_close },     { "_session", lsb_db_session }, { "pollfd", db_pollfd },
         { "events", db_events },   { "timeout", db_timeout }, { "step", db_step },
         { "backend", db_backend }, { "isclosed", db_isclosed }, { "_reap", db_reap },
-        { "with", db_with },
+        { "with", db_with },       { "_batch", lsb_db_batch },
         { NULL, NULL }
     };
     static const luaL_Reg meta[] = {

@@ -9,7 +9,8 @@
 ** before the connection serves anyone else.  The first error of a
 ** statement inside the transaction is kept (user value 2) so commit can
 ** refuse with it.  On PostgreSQL BEGIN is sent chained (tx:_chain) and its
-** outcome settled when the next statement's comes back (lsb_await.c).
+** outcome settled when the next statement's comes back (lsb_await.c).  A
+** batch (lsb_batch.c) is the same handle with all its statements chained.
 */
 #include "lsb.h"
 
@@ -20,20 +21,57 @@ static lsb_tx *checktx(lua_State *L)
     return tx;
 }
 
+lsb_tx *lsb_tx_new(lua_State *L, int dbidx)
+{
+    lsb_db *db = lsb_checkdb(L, dbidx);
+    lsb_tx *tx = lua_newuserdatauv(L, sizeof *tx, 3);  /* created finished */
+    tx->session = NULL;
+    tx->chained = NULL;
+    tx->nchained = tx->capchained = 0;
+    tx->failed = 0;
+    tx->batch = 0;
+    luaL_setmetatable(L, LSB_TX);
+    lua_pushvalue(L, dbidx);
+    lua_setiuservalue(L, -2, 1);
+    tx->session = sb_session_open(db->conn);
+    if (!tx->session) luaL_error(L, "not enough memory");
+    return tx;
+}
+
 /* db:_session() --> tx (no BEGIN sent yet) */
 int lsb_db_session(lua_State *L)
 {
-    lsb_db *db = lsb_checkdb(L, 1);
-    lsb_tx *tx = lua_newuserdatauv(L, sizeof *tx, 2);  /* created finished */
-    tx->session = NULL;
-    tx->opening = NULL;
-    tx->failed = 0;
-    luaL_setmetatable(L, LSB_TX);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1);
-    tx->session = sb_session_open(db->conn);
-    if (!tx->session) return luaL_error(L, "not enough memory");
+    lsb_tx_new(L, 1);
     return 1;
+}
+
+void lsb_tx_chain(lua_State *L, int txidx, lsb_db *db, sb_query *q)
+{
+    lsb_tx *tx = lua_touserdata(L, txidx);
+    if (tx->nchained == tx->capchained) {  /* grow: a new block in user value 3 */
+        int cap = tx->capchained ? 2 * tx->capchained : 4;
+        sb_req **block = lua_newuserdatauv(L, (size_t)cap * sizeof *block, 0);
+        for (int i = 0; i < tx->nchained; i++) block[i] = tx->chained[i];
+        lua_setiuservalue(L, txidx, 3);
+        tx->chained = block;
+        tx->capchained = cap;
+    }
+    q->session = tx->session;
+    q->flags |= SB_Q_CHAIN;
+    sb_req *r = sb_conn_submit(db->conn, q);
+    if (!r) luaL_error(L, "not enough memory");
+    tx->chained[tx->nchained++] = r;
+}
+
+void lsb_tx_release(lsb_tx *tx)
+{
+    for (int i = 0; i < tx->nchained; i++) sb_req_free(tx->chained[i]);  /* cancels unfinished ones */
+    tx->nchained = 0;
+    if (tx->session) {
+        sb_session *s = tx->session;
+        tx->session = NULL;
+        sb_session_close(s);  /* safe after the db was closed, too */
+    }
 }
 
 static int tx_call(lua_State *L, lsb_kind kind)
@@ -52,12 +90,11 @@ static int tx_chain(lua_State *L)
     lsb_tx *tx = checktx(L);
     size_t len;
     const char *sql = luaL_checklstring(L, 2, &len);
-    if (tx->opening) return luaL_error(L, "this transaction was opened already");
+    if (tx->nchained) return luaL_error(L, "this transaction was opened already");
     lua_getiuservalue(L, 1, 1);
     lsb_db *db = lsb_checkdb(L, lua_gettop(L));
-    sb_query q = { sql, len, NULL, 0, tx->session, db->timeout_ms, SB_Q_CHAIN };
-    tx->opening = sb_conn_submit(db->conn, &q);
-    if (!tx->opening) return luaL_error(L, "not enough memory");
+    sb_query q = { sql, len, NULL, 0, NULL, db->timeout_ms, 0 };
+    lsb_tx_chain(L, 1, db, &q);
     return 0;
 }
 
@@ -68,17 +105,7 @@ static int tx_first(lua_State *L) { return tx_call(L, LSB_FIRST); }
 /* tx:_release(): give the connection back (rolling back if still open). */
 static int tx_release(lua_State *L)
 {
-    lsb_tx *tx = luaL_checkudata(L, 1, LSB_TX);
-    if (tx->opening) {
-        sb_req *b = tx->opening;
-        tx->opening = NULL;
-        sb_req_free(b);  /* cancels it if still out */
-    }
-    if (tx->session) {
-        sb_session *s = tx->session;
-        tx->session = NULL;
-        sb_session_close(s);  /* safe after the db was closed, too */
-    }
+    lsb_tx_release(luaL_checkudata(L, 1, LSB_TX));
     return 0;
 }
 

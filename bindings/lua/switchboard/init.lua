@@ -2,7 +2,7 @@
 --
 -- Owns: sb.open (with a first round trip, so a bad server or password
 -- shows at open), transactions written on the C handles (db:begin,
--- tx:commit, tx:rollback, db:transaction with retries), and the built-in
+-- tx:commit, tx:rollback, db:transaction and db:batch with retries), and the built-in
 -- scheduler (sb.spawn, sb.run, sb.sleep) that resumes tasks when the C
 -- core reports their requests finished.  Statements, values and waiting
 -- live in C (switchboard.core); see lsb_await.c for how a call yields or
@@ -133,6 +133,12 @@ local function retryable(e)
   return sb.iserror(e) and e.retryable
 end
 
+-- jittered exponential backoff (1, 2, 4 .. 100 ms): rivals retrying in
+-- lockstep would conflict again and again at SERIALIZABLE
+local function backoff(attempt)
+  sb.sleep(math.random() * math.min(0.001 * 2 ^ attempt, 0.1))
+end
+
 -- db:transaction(fn [, opts]) --> fn's results after COMMIT | nil, err
 -- fn(tx) runs inside BEGIN .. COMMIT; an error raised in fn rolls back and
 -- is returned; retryable failures (serialization, deadlock, busy) run fn
@@ -165,9 +171,38 @@ function DB:transaction(fn, opts)
     end
     if not retryable(err) or attempt >= retries then return nil, err end
     attempt = attempt + 1
-    -- jittered exponential backoff (1, 2, 4 .. 100 ms): rivals retrying in
-    -- lockstep would conflict again and again at SERIALIZABLE
-    sb.sleep(math.random() * math.min(0.001 * 2 ^ attempt, 0.1))
+    backoff(attempt)
+  end
+end
+
+-- db:batch(statements [, opts]) --> results | nil, err
+-- statements: { {sql, p1, p2, ...}, ... } (with n = 1 + the parameter count
+-- when a parameter is nil, as table.pack gives), all known up front.  They
+-- run in order as ONE transaction sent at once: one round trip on
+-- PostgreSQL (a pipeline with one Sync: an implicit transaction, or BEGIN
+-- .. COMMIT with opts.isolation / opts.read_only), one pass of the writer
+-- on SQLite (BEGIN IMMEDIATE .. COMMIT).  results[i] is what statement i
+-- gives: its rows (as db:query) when it returns columns, else its affected
+-- count.  If one fails nothing is kept; err.statement says which.
+-- Retryable failures run the batch again, up to opts.retries (3) times.
+function DB:batch(statements, opts)
+  if type(statements) ~= "table" then
+    error("bad argument #1 to 'batch' (table expected, got " .. type(statements) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local begin, commit
+  if self:backend() == "sqlite" or (opts and (opts.isolation or opts.read_only)) then
+    begin, commit = begin_sql(self, opts), "COMMIT"
+  end
+  local retries = opts and opts.retries or 3
+  local attempt = 0
+  while true do
+    local res, err = self:_batch(statements, begin, commit)
+    if res or not retryable(err) or attempt >= retries then return res, err end
+    attempt = attempt + 1
+    backoff(attempt)
   end
 end
 
