@@ -139,7 +139,8 @@ static void send_op(sb_pg_drv *d, sb_pg_conn *pc, sb_pg_op *op)
 }
 
 /* A pending op of a session: run it on the session's connection, pin an
-** idle one, or reserve one to drain. */
+** idle one, or reserve one to drain.  A group (sb_group_open) pins the
+** connection only while its requests go out. */
 static void place_session_op(sb_pg_drv *d, sb_pg_op *op)
 {
     sb_session *s = op->sess;
@@ -149,6 +150,23 @@ static void place_session_op(sb_pg_drv *d, sb_pg_op *op)
         return;
     }
     sb_pg_conn *pc = s->drv;
+    if (s->group) {  /* back to back on one connection, shared before and after */
+        int ends = !(op->r->flags & SB_Q_CHAIN);
+        if (!pc) {
+            pc = pick(d);  /* as a pooled request would be placed */
+            if (!pc || (pc->depth && d->nstarted < d->npool)) return;
+            pc->pinned = s;
+            s->drv = pc;
+        } else if (!usable(pc)) {
+            return;
+        }
+        send_op(d, pc, op);  /* may free op */
+        if (ends && s->drv == pc) {  /* the group is out: others may follow it */
+            pc->pinned = NULL;
+            s->drv = NULL;
+        }
+        return;
+    }
     if (pc) {
         /* no depth limit on its own connection: a request chained to this
         ** one (SB_Q_CHAIN) gets no reply before this one's Sync is sent */

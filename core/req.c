@@ -93,6 +93,11 @@ sb_req *sb_conn_submit(sb_conn *c, const sb_query *q)
         }
         r->session = q->session;
         q->session->refs++;
+        if (q->session->group == 2) {
+            sb__req_fail(r, SB_E_MISUSE, "08003", SB_BACKEND_CORE, "this request group has ended");
+            return r;
+        }
+        if (q->session->group && !(q->flags & SB_Q_CHAIN)) q->session->group = 2;
         if (q->session->skip_next) {
             q->session->skip_next = (q->flags & SB_Q_CHAIN) != 0;
             sb__req_fail(r, SB_E_OTHER, "XX000", SB_BACKEND_CORE,
@@ -217,6 +222,13 @@ sb_session *sb_session_open(sb_conn *c)
     s->conn = c;
     s->refs = 1;
     c->refs++;
+    return s;
+}
+
+sb_session *sb_group_open(sb_conn *c)
+{
+    sb_session *s = sb_session_open(c);
+    if (s) s->group = 1;
     return s;
 }
 

@@ -277,6 +277,20 @@ void sb_req_free(sb_req *r);
 sb_session *sb_session_open(sb_conn *c);
 
 /*
+** sb_group_open: a session for ONE group of requests: chained ones
+** (SB_Q_CHAIN) and the first one without, which ends the group (later
+** requests of it are refused).  They go out back to back on one
+** connection, which is NOT taken exclusively: PostgreSQL pipelines the
+** group with other requests before and after it, so a busy pool still
+** sends it in one round trip.  Without a BEGIN its statements run as one
+** implicit transaction (see SB_Q_CHAIN); a group that opens a transaction
+** block must use sb_session_open, which rolls back what is left open.
+** SQLite treats it as sb_session_open.
+** Returns: NULL when out of memory.  Close it with sb_session_close.
+*/
+sb_session *sb_group_open(sb_conn *c);
+
+/*
 ** sb_session_close: give the connection back.  If a transaction is still
 ** open on it, the backend rolls it back before anyone else uses it.
 ** Requests of the session that are still queued are cancelled.

@@ -110,6 +110,8 @@ struct sb_session {
     void *drv;           /* the driver's pin (connection) or NULL */
     int broken;
     int closed;
+    int group;           /* sb_group_open: 1, and 2 once its last request
+                            (the first without SB_Q_CHAIN) was submitted */
     int skip_next;       /* a request chained to the next (SB_Q_CHAIN)
                             failed before it reached the backend: the
                             next one fails too, unsent (owner thread) */

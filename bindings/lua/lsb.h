@@ -57,8 +57,9 @@ void lsb_register_db(lua_State *L);
 /* lsb_tx.c */
 void lsb_register_tx(lua_State *L);
 int lsb_db_session(lua_State *L);  /* db:_session() --> tx, before BEGIN */
-/* Push a new tx on the db at dbidx, its session open. */
-lsb_tx *lsb_tx_new(lua_State *L, int dbidx);
+/* Push a new tx on the db at dbidx, its session open (a request group's
+** when group: sb_group_open). */
+lsb_tx *lsb_tx_new(lua_State *L, int dbidx, int group);
 /* Submit q chained (SB_Q_CHAIN) in the tx at txidx (of db), keeping the
 ** request; raises only when out of memory. */
 void lsb_tx_chain(lua_State *L, int txidx, lsb_db *db, sb_query *q);

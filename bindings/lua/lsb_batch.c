@@ -96,7 +96,9 @@ int lsb_db_batch(lua_State *L)
     int most = check_list(L, n);
     luaL_checkstack(L, most + 8, "too many parameters");
     sb_value *params = lua_newuserdatauv(L, (size_t)(most ? most : 1) * sizeof *params, 0);  /* 5 */
-    lsb_tx *tx = lsb_tx_new(L, 1);  /* 6 */
+    /* an implicit transaction needs no connection of its own: PostgreSQL
+    ** pipelines it with other requests */
+    lsb_tx *tx = lsb_tx_new(L, 1, begin == NULL);  /* 6 */
     tx->batch = begin ? 2 : 1;
     /* statements may run right here while SQLite's writer is idle; with a
     ** timeout they go to the worker, where the deadline can interrupt them */

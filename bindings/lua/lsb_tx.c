@@ -21,7 +21,7 @@ static lsb_tx *checktx(lua_State *L)
     return tx;
 }
 
-lsb_tx *lsb_tx_new(lua_State *L, int dbidx)
+lsb_tx *lsb_tx_new(lua_State *L, int dbidx, int group)
 {
     lsb_db *db = lsb_checkdb(L, dbidx);
     lsb_tx *tx = lua_newuserdatauv(L, sizeof *tx, 3);  /* created finished */
@@ -33,7 +33,7 @@ lsb_tx *lsb_tx_new(lua_State *L, int dbidx)
     luaL_setmetatable(L, LSB_TX);
     lua_pushvalue(L, dbidx);
     lua_setiuservalue(L, -2, 1);
-    tx->session = sb_session_open(db->conn);
+    tx->session = group ? sb_group_open(db->conn) : sb_session_open(db->conn);
     if (!tx->session) luaL_error(L, "not enough memory");
     return tx;
 }
@@ -41,7 +41,7 @@ lsb_tx *lsb_tx_new(lua_State *L, int dbidx)
 /* db:_session() --> tx (no BEGIN sent yet) */
 int lsb_db_session(lua_State *L)
 {
-    lsb_tx_new(L, 1);
+    lsb_tx_new(L, 1, 0);
     return 1;
 }
 
