@@ -135,18 +135,17 @@ int sb_conn_step(sb_conn *c)
 int sb_conn_wait(sb_conn *c, sb_req *r, int timeout_ms)
 {
     int64_t until = timeout_ms >= 0 ? sb__now_ms() + timeout_ms : 0;
+    /* wait first: a request just submitted is rarely done yet, and a step
+    ** before it would only cost a poll of every socket */
     for (;;) {
         if (r->status != SB_PENDING) return SB_OK;
-        if (sb_conn_step(c) != SB_OK) return r->status != SB_PENDING ? SB_OK : SB_ERR;
-        if (r->status != SB_PENDING) return SB_OK;
         int t = sb_conn_timeout(c);
-        if (until) {
-            int64_t left = until - sb__now_ms();
-            if (left <= 0) return SB_PENDING;
-            if (t < 0 || t > left) t = (int)left;
-        }
+        int64_t left = until ? until - sb__now_ms() : 0;
+        if (until && (t < 0 || t > left)) t = left > 0 ? (int)left : 0;
         struct pollfd p = { c->epfd, POLLIN, 0 };
         if (poll(&p, 1, t) < 0 && errno != EINTR) return SB_ERR;
+        if (sb_conn_step(c) != SB_OK) return r->status != SB_PENDING ? SB_OK : SB_ERR;
+        if (r->status == SB_PENDING && until && sb__now_ms() >= until) return SB_PENDING;
     }
 }
 

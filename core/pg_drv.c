@@ -401,6 +401,12 @@ static void pg_step(sb_conn *c)
     int64_t now = sb__now_ms();
     int any = 0;
 
+    if (d->deferred) {  /* what SB_Q_DEFER requests left: out in one write per conn */
+        d->deferred = 0;
+        for (int i = 0; i < d->npool; i++)
+            if (d->conns[i].deferred) sb_pg_conn_flush_deferred(&d->conns[i]);
+    }
+
     /* one poll(2) tells which sockets are ready; the host's epoll only said
     ** that something is */
     for (int i = 0; i < d->npool; i++) {

@@ -113,6 +113,7 @@ struct sb_pg_conn {
     unsigned ev;             /* events registered for fd */
     PostgresPollingStatusType poll;  /* CONNECTING: what libpq waits for */
     int want_write;          /* READY: PQflush left output queued */
+    int deferred;            /* READY: output kept for the next step (SB_Q_DEFER) */
     int64_t deadline;        /* CONNECTING: attempt gives up at */
     int64_t retry_at;        /* DOWN: next attempt at */
     int64_t up_at;           /* READY since */
@@ -136,6 +137,8 @@ void sb_pg_conn_step(sb_pg_conn *pc, int64_t now);
 /* Pipeline op on a READY conn (appends it to the FIFO).  If the connection
 ** breaks meanwhile the op is failed with the rest of the FIFO. */
 void sb_pg_conn_send(sb_pg_conn *pc, sb_pg_op *op);
+/* Send what SB_Q_DEFER requests left in pc's output buffer. */
+void sb_pg_conn_flush_deferred(sb_pg_conn *pc);
 /* Pipeline a statement whose result nobody wants (ROLLBACK, DEALLOCATE).
 ** Returns SB_OK, or SB_ERR when it was not sent (out of memory, or the
 ** connection broke: then pc->state is no longer READY). */
@@ -166,6 +169,7 @@ struct sb_pg_drv {
     int failed_attempts;     /* connect attempts that failed */
     unsigned seed;           /* backoff jitter */
     unsigned breaks;         /* connections broken so far (dispatch restarts) */
+    int deferred;            /* some conn has deferred output: flush at the step */
     char lasterr[256];       /* last connect failure, scrubbed */
     void *pfds;              /* struct pollfd[npool] */
 };

@@ -218,6 +218,14 @@ const char *sb_conn_url(const sb_conn *c);
                              the writer in order, skipping after a failure.
                              Ignored outside a session */
 
+#define SB_Q_DEFER 0x20u  /* the caller steps soon (a scheduler that resumes
+                             many tasks, then steps): PostgreSQL may keep the
+                             request in the output buffer until the next
+                             sb_conn_step, to go out with the others in one
+                             write (one server wake-up, not one each); the fd
+                             is made readable meanwhile, so a host that polls
+                             steps soon */
+
 /* What to run: the arguments of sb_conn_submit. */
 typedef struct sb_query {
     const char *sql;         /* one statement; placeholders $1 .. $n */

@@ -30,6 +30,7 @@
 #include "sb.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 /* ------------------------------------------------------------ allocator */
 void *sb__malloc(size_t n);
@@ -69,6 +70,8 @@ struct sb_conn {
     char *url;           /* redacted, for display */
     int epfd;            /* THE pollable fd: epoll over evfd, timerfd, sockets */
     int evfd;            /* eventfd: "step has something to do" */
+    atomic_int signalled; /* set after each write to evfd, so that a step
+                            reads it only when it may hold something */
     int timerfd;         /* armed at the earliest deadline */
     int64_t timer_at;    /* what timerfd is armed for (0 = disarmed) */
     int refs;            /* the user + every live request and session */

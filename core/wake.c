@@ -57,21 +57,26 @@ void sb__wake_del(sb_conn *c, int fd)
     (void)epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, &ev);
 }
 
+/* The flag is raised AFTER the write: whenever the eventfd holds
+** something, the flag is up or about to be, and the drain that sees it
+** reads the eventfd (a read that finds it empty costs one EAGAIN; no
+** wake-up is lost).  Most steps then skip the read: a PostgreSQL step
+** made one read(2) that failed per request. */
 void sb__wake_signal(sb_conn *c)
 {
     uint64_t one = 1;
     ssize_t n;
     do n = write(c->evfd, &one, sizeof one);
     while (n < 0 && errno == EINTR);
+    atomic_store_explicit(&c->signalled, 1, memory_order_release);
 }
 
-/* Reading the eventfd is unconditional: a flag saying "written" could go
-** stale between another thread's write and this read, losing a wake-up.
-** The timerfd is read only once its time has come. */
+/* The timerfd is read only once its time has come. */
 void sb__wake_drain(sb_conn *c)
 {
     uint64_t v;
-    while (read(c->evfd, &v, sizeof v) < 0 && errno == EINTR) {}
+    if (atomic_exchange_explicit(&c->signalled, 0, memory_order_acquire))
+        while (read(c->evfd, &v, sizeof v) < 0 && errno == EINTR) {}
     if (c->timer_at && c->timer_at <= sb__now_ms()) {
         while (read(c->timerfd, &v, sizeof v) < 0 && errno == EINTR) {}
     }

@@ -181,16 +181,16 @@ static int await(lua_State *L, int aidx, lsb_kind kind)
                 return luaL_error(L, "cannot wait for the database (re-entrant step?)");
             continue;
         }
-        sb_conn_step(db->conn);
-        if (sb_req_status(p->req) != SB_PENDING) {
-            lua_pop(L, 1);
-            continue;
-        }
-        if (p->mode == MODE_TASK) {
+        if (p->mode == MODE_TASK) {  /* the scheduler steps once its batch of tasks ran */
             lua_pushlightuserdata(L, &AWAIT_KEY);
             lua_insert(L, -2);
             lua_pushinteger(L, p->tag);
             return lua_yieldk(L, 3, ctx, await_k);
+        }
+        sb_conn_step(db->conn);
+        if (sb_req_status(p->req) != SB_PENDING) {
+            lua_pop(L, 1);
+            continue;
         }
         lua_rawgetp(L, LUA_REGISTRYINDEX, &MODULE_KEY);
         lua_getfield(L, -1, "poller");
@@ -253,6 +253,8 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
         mode = p->mode = MODE_TASK;
     }
     if (mode == MODE_POLLER) q->flags |= SB_Q_WAKE;
+    /* the scheduler steps after its batch: the batch's requests go out together */
+    if (mode == MODE_TASK) q->flags |= SB_Q_DEFER;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
     if (mode == MODE_TASK) {

@@ -103,6 +103,7 @@ int lsb_db_batch(lua_State *L)
     /* statements may run right here while SQLite's writer is idle; with a
     ** timeout they go to the worker, where the deadline can interrupt them */
     unsigned inl = db->timeout_ms > 0 ? 0 : lua_isyieldable(L) ? SB_Q_INLINE_WRITE : SB_Q_INLINE;
+    if (lua_isyieldable(L)) inl |= SB_Q_DEFER;  /* out with the last one, at the next step */
     int top = lua_gettop(L);
     if (begin) {
         sb_query q = { begin, lua_rawlen(L, 3), NULL, 0, NULL, 0, inl };
