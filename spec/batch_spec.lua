@@ -173,6 +173,35 @@ helpers.each_backend(function(backend)
   end)
 end)
 
+helpers.sqlite_only(function(backend)
+  describe("db:batch on SQLite", function()
+    it("waits for another handle's write lock, then commits (no statement skipped)", function()
+      local db = helpers.open(backend)
+      local other = helpers.open(backend)  -- a second handle on the same file
+      local t = helpers.table(db, "batch_lock", "id integer primary key")
+      local ins = "INSERT INTO " .. t .. " (id) VALUES ($1)"
+      local res, err, waited
+      helpers.run_tasks(
+        function()
+          local tx = assert(other:begin())
+          assert(tx:exec(ins, 1))
+          sb.sleep(helpers.T(0.3))
+          assert(tx:commit())
+        end,
+        function()
+          sb.sleep(helpers.T(0.05))  -- the other handle holds the lock by now
+          local t0 = helpers.now()
+          res, err = db:batch{ { ins, 2 }, { ins, 3 } }
+          waited = helpers.now() - t0
+        end)
+      assert.is_nil(err)
+      assert.are.same({ 1, 1 }, res)
+      assert.is_true(waited > helpers.T(0.1), "the batch did not wait for the lock")
+      assert.are.equal(3, db:first("SELECT count(*) AS n FROM " .. t).n)
+    end)
+  end)
+end)
+
 helpers.pg_only(function(backend)
   describe("db:batch on PostgreSQL", function()
     it("runs every statement in one transaction", function()

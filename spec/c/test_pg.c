@@ -439,6 +439,84 @@ TEST(pg_chain)
     sb_conn_close(c);
 }
 
+/* sb_group_open: chained requests and the one that ends them go out back
+** to back on a pooled connection that is not taken exclusively (pool 1: a
+** request queued before the group and one after it share the connection),
+** run as one implicit transaction, and the group refuses more requests. */
+TEST(pg_group)
+{
+    sb_conn *c;
+    sb_session *g;
+    sb_req *before, *after, *r[3], *late;
+    char ins[256], cnt[256];
+    int i;
+    NEED_PG();
+    c = pg_open(1);
+    REQUIRE(c);
+    execf(c, "CREATE TABLE %s (x int PRIMARY KEY)", tname("grp"));
+    snprintf(cnt, sizeof cnt, "SELECT count(*) FROM %s", tname("grp"));
+
+    before = h_submit(c, NULL, "SELECT pg_sleep(0.2)", NULL, 0, 0, 0);
+    g = sb_group_open(c);
+    REQUIRE(g);
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (1)", tname("grp"));
+    r[0] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (2)", tname("grp"));
+    r[1] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
+    snprintf(ins, sizeof ins, "SELECT count(*) FROM %s", tname("grp"));
+    r[2] = h_submit(c, g, ins, NULL, 0, 0, 0);
+    after = h_submit(c, NULL, "SELECT 1", NULL, 0, 0, 0);
+    late = h_submit(c, g, "SELECT 2", NULL, 0, 0, 0);
+    CHECK_ERR(late, SB_E_MISUSE);  /* the group ended with r[2] */
+    sb_req_free(late);
+    CHECK_INT(h_wait(c, after), ==, SB_OK);
+    CHECK_OK(after);
+    CHECK_OK(before);  /* FIFO on the one connection: it finished first */
+    for (i = 0; i < 3; i++) CHECK_OK(r[i]);
+    CHECK_INT(sb_result_row(sb_req_result(r[2]), 0)[0].u.i, ==, 2);  /* saw its own inserts */
+    for (i = 0; i < 3; i++) sb_req_free(r[i]);
+    sb_req_free(before);
+    sb_req_free(after);
+    sb_session_close(g);
+    CHECK_INT(SCALAR(c, cnt), ==, 2);
+
+    /* a failure in the middle: the rest is skipped and the first rolled back */
+    g = sb_group_open(c);
+    REQUIRE(g);
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (3)", tname("grp"));
+    r[0] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (1)", tname("grp"));
+    r[1] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (4)", tname("grp"));
+    r[2] = h_submit(c, g, ins, NULL, 0, 0, 0);
+    CHECK_INT(h_wait(c, r[2]), ==, SB_OK);
+    CHECK_ERR(r[1], SB_E_CONSTRAINT);
+    CHECKF(sb_req_status(r[2]) == SB_ERR, "the request after a failed one in its group ran");
+    for (i = 0; i < 3; i++) sb_req_free(r[i]);
+    sb_session_close(g);
+    CHECK_INT(SCALAR(c, cnt), ==, 2);
+
+    /* refused at submit in the middle: the group is left open on the
+    ** connection, and closing it rolls back the part that went out */
+    g = sb_group_open(c);
+    REQUIRE(g);
+    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (5)", tname("grp"));
+    r[0] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
+    r[1] = h_submit(c, g, "SELECT $1", NULL, 0, SB_Q_CHAIN, 0);
+    r[2] = h_submit(c, g, "SELECT 3", NULL, 0, 0, 0);
+    CHECK_ERR(r[1], SB_E_MISUSE);
+    CHECKF(sb_req_status(r[2]) == SB_ERR, "the request after a refused one in its group ran");
+    sb_req_free(r[2]);
+    sb_req_free(r[1]);
+    sb_session_close(g);
+    h_wait(c, r[0]);
+    sb_req_free(r[0]);
+    CHECK_INT(SCALAR(c, cnt), ==, 2);  /* and the one connection serves again */
+
+    execf(c, "DROP TABLE %s", tname("grp"));
+    sb_conn_close(c);
+}
+
 /* --------------------------------------------------------- concurrency */
 
 /* 200 x pg_sleep(0.05) = 10 s one after another; pool 8 should need about
@@ -761,6 +839,7 @@ static const h_test tests[] = {
     T(pg_error_mid_pipeline),
     T(pg_session_isolation),
     T(pg_chain),
+    T(pg_group),
     T(pg_pipelining_pool8),
     T(pg_poll_loop_fd_stable),
     T(pg_request_timeout),
