@@ -523,7 +523,9 @@ static int read_results(sb_pg_conn *pc)
             case PGRES_EMPTY_QUERY:
                 if (op->r && !op->err && !op->res) {
                     op->res = sb_pg_result(res);
-                    if (!op->res)
+                    if (op->res)
+                        res = NULL;  /* op->res owns it now */
+                    else
                         op->err = sb__error_new(SB_E_OTHER, "53200", SB_BACKEND_CORE,
                                                 "out of memory", NULL);
                 }
@@ -539,7 +541,7 @@ static int read_results(sb_pg_conn *pc)
             }
         }
         op->got = 1;
-        PQclear(res);
+        PQclear(res);  /* NULL-safe */
     }
     return SB_OK;
 }

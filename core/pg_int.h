@@ -196,8 +196,10 @@ const char *sb_pg_params_check(const sb_req *r);
 int sb_pg_params_build(const sb_req *r, sb_pg_params *p);  /* SB_OK / SB_ERR (OOM) */
 void sb_pg_params_free(sb_pg_params *p);
 
-/* A TUPLES_OK/COMMAND_OK/EMPTY_QUERY result as sb_result; NULL on OOM. */
-sb_result *sb_pg_result(const PGresult *res);
+/* A TUPLES_OK/COMMAND_OK/EMPTY_QUERY result as sb_result, which takes res
+** over (its text values point into it: no second copy); NULL on OOM, and
+** then res is still the caller's. */
+sb_result *sb_pg_result(PGresult *res);
 /* An error result as sb_error (SQLSTATE, primary message, detail). */
 sb_error *sb_pg_error(const PGresult *res);
 /* Whether a FATAL/PANIC result means the session is gone. */

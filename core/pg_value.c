@@ -197,7 +197,9 @@ static int64_t parse_int(const char *s)
     return neg ? (int64_t)(0 - v) : (int64_t)v;
 }
 
-sb_result *sb_pg_result(const PGresult *res)
+static void clear_result(void *res) { PQclear(res); }
+
+sb_result *sb_pg_result(PGresult *res)
 {
     int nc = PQnfields(res), nr = PQntuples(res);
     sb_result *out = sb__result_new(nc);
@@ -218,9 +220,10 @@ sb_result *sb_pg_result(const PGresult *res)
         sb_value *row = sb__result_add_row(out);
         if (!row) goto oom;
         for (int j = 0; j < nc; j++) {
-            if (PQgetisnull(res, i, j)) continue;  /* add_row made it SB_NULL */
-            const char *s = PQgetvalue(res, i, j);
             size_t len = (size_t)PQgetlength(res, i, j);
+            /* only an empty value can be NULL */
+            if (len == 0 && PQgetisnull(res, i, j)) continue;  /* add_row made it SB_NULL */
+            const char *s = PQgetvalue(res, i, j);
             switch (kinds[j]) {
             case K_INT:
                 row[j].type = SB_INT;
@@ -237,14 +240,17 @@ sb_result *sb_pg_result(const PGresult *res)
             case K_BYTEA:
                 if (put_bytea(out, &row[j], s, len, &tmp, &tmpcap) != SB_OK) goto oom;
                 break;
-            default:
-                if (sb__result_bytes(out, &row[j], SB_TEXT, s, len) != SB_OK) goto oom;
+            default:  /* text: points into res (NUL-terminated), kept with out */
+                row[j].type = SB_TEXT;
+                row[j].u.s.p = s;
+                row[j].u.s.len = len;
                 break;
             }
         }
     }
     const char *ct = PQcmdTuples((PGresult *)res);
     sb__result_set_affected(out, ct && *ct ? parse_int(ct) : 0);
+    sb__result_keep(out, res, clear_result);
     if (kinds != kinds_small) sb__free(kinds);
     sb__free(tmp);
     return out;

@@ -3,7 +3,8 @@
 **
 ** Owns: the column names, a row-major array of sb_value, and an arena of
 ** chunks holding every text/blob byte and name (the PGresult idea: one
-** object, freed at once).  Backends fill it with the builder functions of
+** object, freed at once); or, for values that point into a backend's own
+** result (PostgreSQL text), that result, freed with it.  Backends fill it with the builder functions of
 ** sb_int.h, on any thread; after sb__req_finish it is read-only.
 */
 #include "sb_int.h"
@@ -21,6 +22,8 @@ struct sb_result {
     int64_t affected;
     sb_value *values;    /* nrows * ncols */
     chunk *arena;        /* newest first */
+    void *keep;          /* memory the values point into (a PGresult), */
+    void (*keep_free)(void *);  /* and how to free it with the result */
     size_t next_chunk;   /* size of the next chunk to allocate */
     char *colnames[];    /* ncols, in the arena */
 };
@@ -34,6 +37,8 @@ sb_result *sb__result_new(int ncols)
     res->affected = 0;
     res->values = NULL;
     res->arena = NULL;
+    res->keep = NULL;
+    res->keep_free = NULL;
     res->next_chunk = 1024;
     for (int i = 0; i < ncols; i++) res->colnames[i] = NULL;
     return res;
@@ -49,7 +54,14 @@ void sb__result_free(sb_result *res)
         k = next;
     }
     sb__free(res->values);
+    if (res->keep_free) res->keep_free(res->keep);
     sb__free(res);
+}
+
+void sb__result_keep(sb_result *res, void *mem, void (*mem_free)(void *))
+{
+    res->keep = mem;
+    res->keep_free = mem_free;
 }
 
 /* n bytes of arena memory, or NULL. */

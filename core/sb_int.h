@@ -155,6 +155,9 @@ sb_value *sb__result_add_row(sb_result *res);
 /* Store bytes into v (copied into the result, NUL-terminated); SB_ERR on OOM. */
 int sb__result_bytes(sb_result *res, sb_value *v, sb_type t, const char *p, size_t n);
 void sb__result_set_affected(sb_result *res, int64_t n);
+/* Values point into mem (NUL-terminated bytes that live as long as it):
+** the result frees it with mem_free when it is freed itself. */
+void sb__result_keep(sb_result *res, void *mem, void (*mem_free)(void *));
 
 /* --------------------------------------------------------------- errors */
 /* Never returns NULL: on OOM it returns a static "out of memory" error that
