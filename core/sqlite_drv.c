@@ -321,9 +321,7 @@ static int wal_hook(void *arg, sqlite3 *h, const char *dbname, int pages)
     if (pages >= CKPT_PAGES && pages >= d->ckpt_asked_at + CKPT_STEP &&
         !atomic_exchange(&d->ckpt_wanted, 1)) {
         d->ckpt_asked_at = pages;
-        pthread_mutex_lock(&d->rpool.mu);
-        pthread_cond_signal(&d->rpool.cv);
-        pthread_mutex_unlock(&d->rpool.mu);
+        sb_sqlite_pool_wake_checkpointer(&d->rpool);
     }
     return SQLITE_OK;
 }

@@ -213,6 +213,9 @@ void sb_sqlite_pool_join(sb_sqlite_pool *p);
 
 /* Queue j on p (j->quick: on the lane's queue) and wake one worker (owner). */
 void sb_sqlite_pool_push(sb_sqlite_pool *p, sb_sqlite_job *j);
+/* A checkpoint is wanted (any thread): wake the reader that runs it, one
+** beyond the quick-read lane when there is one. */
+void sb_sqlite_pool_wake_checkpointer(sb_sqlite_pool *p);
 /* Remove j from p's queue if it is still queued (owner): returns 1.  Else,
 ** if j runs now, interrupt it, and return 0. */
 int sb_sqlite_pool_cancel(sb_sqlite_pool *p, sb_sqlite_job *j);
