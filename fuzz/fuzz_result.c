@@ -73,8 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             }
         }
-        sb__result_free(out);
+        sb__result_free(out);  /* it owned res (its text values point into it) */
+    } else {
+        PQclear(res);  /* on failure res is still ours */
     }
-    PQclear(res);
     return 0;
 }

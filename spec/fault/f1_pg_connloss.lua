@@ -16,9 +16,12 @@
 -- With "tx" as the second argument the assignment is lib/assign.lua's
 -- plain BEGIN .. COMMIT transaction instead (cc:assign on PostgreSQL is one
 -- autocommit statement): then the link also drops mid-transaction and
--- during COMMIT, which must say unknown_outcome.
+-- during COMMIT, which must say unknown_outcome.  With "batch" it is one
+-- db:batch of the same three statements: one pipeline on a shared pool
+-- connection, one implicit transaction; a batch reported failed without
+-- unknown_outcome must have kept nothing (its retry would meet a conflict).
 --
--- Usage: lua5.4 f1_pg_connloss.lua [calls [tx]]  (SB_TEST_PG_URL, SB_TEST_PG_DIR)
+-- Usage: lua5.4 f1_pg_connloss.lua [calls [tx|batch]]  (SB_TEST_PG_URL, SB_TEST_PG_DIR)
 local sb = require "switchboard"
 local F = require "fault"
 local A = require "assign"
@@ -33,12 +36,13 @@ math.randomseed(tonumber(os.getenv("SB_FAULT_SEED") or "") or os.time())
 
 local db = assert(sb.open(URL .. sep .. "application_name=sbfault_load", { pool = 8 }))
 local admin = assert(sb.open(URL, { pool = 1 }))
-local TX = arg[2] == "tx"
-local m = A.open(db, TX and "sql" or nil)
+local MODE = arg[2]
+local m = A.open(db, MODE == "tx" and "sql" or MODE == "batch" and "batch" or nil)
 m:setup{ agents = 100, max_calls = 200, calls = N }
 
-local ROW = TX and { id = "f1_pg_tx", fault = "1 connection loss, BEGIN..COMMIT (pg)" }
-                or { id = "f1_pg", fault = "1 connection loss, " .. m.kind .. ":assign (pg)" }
+local ROW = MODE == "tx" and { id = "f1_pg_tx", fault = "1 connection loss, BEGIN..COMMIT (pg)" }
+  or MODE == "batch" and { id = "f1_pg_batch", fault = "1 connection loss, db:batch (pg)" }
+  or { id = "f1_pg", fault = "1 connection loss, " .. m.kind .. ":assign (pg)" }
 local run = L.new{ m = m, calls = N, tasks = 100, agents = 100 }
 local terminated, restarts = 0, 0
 

@@ -8,8 +8,10 @@
 --         default whenever switchboard.callcenter loads);
 --   "sql" a small schema of its own (fault_agents/_waiting/_active) and an
 --         assign written with plain db:transaction (the fallback, and what
---         f5_sqlite_procs uses: it needs retries = 0 to see every busy).
--- SB_FAULT_ASSIGN=sql|cc overrides the default.
+--         f5_sqlite_procs uses: it needs retries = 0 to see every busy);
+--   "batch" the "sql" schema, the assignment as ONE db:batch (on
+--         PostgreSQL one round trip, one implicit transaction).
+-- SB_FAULT_ASSIGN=sql|cc|batch overrides the default.
 --
 --   local A = require "assign"
 --   local m = A.open(db [, kind])         -- model on an open db
@@ -112,6 +114,29 @@ function SQL:active()
   return t
 end
 
+------------------------------------------------------------ db:batch
+-- The same three statements sent at once, every parameter known up front.
+-- The constraints are the guards no Lua can check between statements: a
+-- call that is not waiting any more deletes nothing and then breaks
+-- fault_active's primary key, an agent at max_calls breaks the CHECK; either
+-- way the whole batch rolls back (agents are all AVAILABLE in these runs).
+local BATCH = setmetatable({}, { __index = SQL })
+BATCH.__index = BATCH
+
+function BATCH:assign(call, agent, retries)
+  local res, err = self.db:batch({
+    { "DELETE FROM fault_waiting WHERE session_id = $1", call },
+    { "INSERT INTO fault_active (session_id, agent_id, assigned_at) VALUES ($1, $2, $3)",
+      call, agent, os.time() * 1000 },
+    { "UPDATE fault_agents SET current_calls = current_calls + 1 WHERE id = $1", agent },
+  }, { retries = retries or 10 })
+  if res then return true end
+  if err.class == "constraint" then
+    return nil, conflict(("call %s or agent %s: %s"):format(call, agent, err.message))
+  end
+  return nil, err
+end
+
 ------------------------------------------------------------ #3's cc:assign
 local CC = {}
 CC.__index = CC
@@ -167,7 +192,7 @@ function CC:active()
 end
 
 -- The model for db.  kind: "cc" (default when switchboard.callcenter
--- loads) or "sql".
+-- loads), "sql" or "batch".
 function A.open(db, kind)
   kind = kind or os.getenv("SB_FAULT_ASSIGN")
   if kind == nil or kind == "" then
@@ -176,6 +201,7 @@ function A.open(db, kind)
   if kind == "cc" then
     return setmetatable({ db = db, kind = "cc", cc = sb.callcenter(db) }, CC)
   end
+  if kind == "batch" then return setmetatable({ db = db, kind = "batch" }, BATCH) end
   return setmetatable({ db = db, kind = "sql" }, SQL)
 end
 
