@@ -248,7 +248,7 @@ sb_result *sb_pg_result(PGresult *res)
             }
         }
     }
-    const char *ct = PQcmdTuples((PGresult *)res);
+    const char *ct = PQcmdTuples(res);
     sb__result_set_affected(out, ct && *ct ? parse_int(ct) : 0);
     sb__result_keep(out, res, clear_result);
     if (kinds != kinds_small) sb__free(kinds);

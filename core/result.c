@@ -4,8 +4,9 @@
 ** Owns: the column names, a row-major array of sb_value, and an arena of
 ** chunks holding every text/blob byte and name (the PGresult idea: one
 ** object, freed at once); or, for values that point into a backend's own
-** result (PostgreSQL text), that result, freed with it.  Backends fill it with the builder functions of
-** sb_int.h, on any thread; after sb__req_finish it is read-only.
+** result (PostgreSQL text), that result, freed with it.  Backends fill it
+** with the builder functions of sb_int.h, on any thread; after
+** sb__req_finish it is read-only.
 */
 #include "sb_int.h"
 

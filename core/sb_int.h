@@ -46,6 +46,7 @@ int64_t sb__now_us(void);  /* CLOCK_MONOTONIC */
 
 /* -------------------------------------------------------------- drivers */
 #define SB_CAP_QMARK 0x1u  /* placeholders $N are rewritten to ?N */
+#define SB_CAP_WORKERS 0x2u /* worker threads write the wake eventfd */
 
 typedef struct sb_driver {
     const char *name;  /* "sqlite", "postgresql" */

@@ -645,7 +645,7 @@ fail:
 
 const sb_driver sb_sqlite_driver = {
     "sqlite",
-    SB_CAP_QMARK,
+    SB_CAP_QMARK | SB_CAP_WORKERS,
     drv_open,
     drv_submit,
     drv_step,

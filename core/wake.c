@@ -60,8 +60,11 @@ void sb__wake_del(sb_conn *c, int fd)
 /* The flag is raised AFTER the write: whenever the eventfd holds
 ** something, the flag is up or about to be, and the drain that sees it
 ** reads the eventfd (a read that finds it empty costs one EAGAIN; no
-** wake-up is lost).  Most steps then skip the read: a PostgreSQL step
-** made one read(2) that failed per request. */
+** wake-up is lost).  Where only the owner thread signals (PostgreSQL),
+** most steps then skip the read: a step made one read(2) that failed per
+** request.  Where worker threads signal (SQLite) every step reads: a
+** worker between its write and its flag would leave the fd readable after
+** a step that already took its result (valgrind's scheduling showed it). */
 void sb__wake_signal(sb_conn *c)
 {
     uint64_t one = 1;
@@ -75,7 +78,8 @@ void sb__wake_signal(sb_conn *c)
 void sb__wake_drain(sb_conn *c)
 {
     uint64_t v;
-    if (atomic_exchange_explicit(&c->signalled, 0, memory_order_acquire))
+    int signalled = atomic_exchange_explicit(&c->signalled, 0, memory_order_acquire);
+    if (signalled || (c->drv->caps & SB_CAP_WORKERS))
         while (read(c->evfd, &v, sizeof v) < 0 && errno == EINTR) {}
     if (c->timer_at && c->timer_at <= sb__now_ms()) {
         while (read(c->timerfd, &v, sizeof v) < 0 && errno == EINTR) {}

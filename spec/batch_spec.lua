@@ -6,11 +6,7 @@
 local helpers = require "helpers"
 local sb = require "switchboard"
 
-local function count(db, t)
-  local row, err = db:first("SELECT count(*) AS n FROM " .. t)
-  assert(row, err)
-  return row.n
-end
+local count = helpers.count
 
 helpers.each_backend(function(backend)
   local function setup(opts)

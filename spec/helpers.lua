@@ -29,6 +29,8 @@
 --       raises otherwise
 --   helpers.calibrate_cte(db, seconds) -> sql, n : a recursive CTE that takes
 --       about `seconds` on SQLite
+--   helpers.count(db, t [, where, ...]) -> rows of table t (matching the
+--       WHERE clause `where` with parameters ...); asserts the query worked
 local sb = require "switchboard"
 -- busted puts describe/it/... into each spec file's environment, not into
 -- _G: reach them through the busted API table from this module.
@@ -37,6 +39,12 @@ local busted = require "busted"
 local helpers = {}
 
 local unpack = table.unpack
+
+function helpers.count(db, t, where, ...)
+  local row, err = db:first("SELECT count(*) AS n FROM " .. t .. (where and (" WHERE " .. where) or ""), ...)
+  assert(row, err)
+  return row.n
+end
 
 -- ------------------------------------------------------------------ clock
 do

@@ -4,11 +4,7 @@
 local helpers = require "helpers"
 local sb = require "switchboard"
 
-local function count(db, t, where, ...)
-  local row, err = db:first("SELECT count(*) AS n FROM " .. t .. (where and (" WHERE " .. where) or ""), ...)
-  assert(row, err)
-  return row.n
-end
+local count = helpers.count
 
 helpers.each_backend(function(backend)
   local function setup(opts)

@@ -26,11 +26,14 @@ static void bad_statement(lua_State *L, lua_Integer i, const char *what)
     lua_error(L);
 }
 
-/* list[i]'s parameter count; the table is at the top of the stack */
+/* list[i]'s parameter count; the table is at the top of the stack.  Raw
+** access only, here and below: no metamethod may change the list between
+** the check and the load. */
 static int nparams_of(lua_State *L, lua_Integer i)
 {
     lua_Integer n;
-    if (lua_getfield(L, -1, "n") == LUA_TNUMBER && lua_isinteger(L, -1)) n = lua_tointeger(L, -1);
+    lua_pushliteral(L, "n");
+    if (lua_rawget(L, -2) == LUA_TNUMBER && lua_isinteger(L, -1)) n = lua_tointeger(L, -1);
     else n = (lua_Integer)lua_rawlen(L, -2);
     lua_pop(L, 1);
     if (n < 1 || n > 65536) bad_statement(L, i, "field n must count the SQL and its parameters");

@@ -439,6 +439,14 @@ TEST(pg_chain)
     sb_conn_close(c);
 }
 
+/* INSERT x into the pg_group test's table, as part of group g */
+static sb_req *group_insert(sb_conn *c, sb_session *g, int x, unsigned flags)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (%d)", tname("grp"), x);
+    return h_submit(c, g, sql, NULL, 0, flags, 0);
+}
+
 /* sb_group_open: chained requests and the one that ends them go out back
 ** to back on a pooled connection that is not taken exclusively (pool 1: a
 ** request queued before the group and one after it share the connection),
@@ -448,7 +456,7 @@ TEST(pg_group)
     sb_conn *c;
     sb_session *g;
     sb_req *before, *after, *r[3], *late;
-    char ins[256], cnt[256];
+    char cnt[256];
     int i;
     NEED_PG();
     c = pg_open(1);
@@ -459,12 +467,9 @@ TEST(pg_group)
     before = h_submit(c, NULL, "SELECT pg_sleep(0.2)", NULL, 0, 0, 0);
     g = sb_group_open(c);
     REQUIRE(g);
-    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (1)", tname("grp"));
-    r[0] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
-    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (2)", tname("grp"));
-    r[1] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
-    snprintf(ins, sizeof ins, "SELECT count(*) FROM %s", tname("grp"));
-    r[2] = h_submit(c, g, ins, NULL, 0, 0, 0);
+    r[0] = group_insert(c, g, 1, SB_Q_CHAIN);
+    r[1] = group_insert(c, g, 2, SB_Q_CHAIN);
+    r[2] = h_submit(c, g, cnt, NULL, 0, 0, 0);
     after = h_submit(c, NULL, "SELECT 1", NULL, 0, 0, 0);
     late = h_submit(c, g, "SELECT 2", NULL, 0, 0, 0);
     CHECK_ERR(late, SB_E_MISUSE);  /* the group ended with r[2] */
@@ -483,12 +488,9 @@ TEST(pg_group)
     /* a failure in the middle: the rest is skipped and the first rolled back */
     g = sb_group_open(c);
     REQUIRE(g);
-    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (3)", tname("grp"));
-    r[0] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
-    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (1)", tname("grp"));
-    r[1] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
-    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (4)", tname("grp"));
-    r[2] = h_submit(c, g, ins, NULL, 0, 0, 0);
+    r[0] = group_insert(c, g, 3, SB_Q_CHAIN);
+    r[1] = group_insert(c, g, 1, SB_Q_CHAIN);
+    r[2] = group_insert(c, g, 4, 0);
     CHECK_INT(h_wait(c, r[2]), ==, SB_OK);
     CHECK_ERR(r[1], SB_E_CONSTRAINT);
     CHECKF(sb_req_status(r[2]) == SB_ERR, "the request after a failed one in its group ran");
@@ -500,8 +502,7 @@ TEST(pg_group)
     ** connection, and closing it rolls back the part that went out */
     g = sb_group_open(c);
     REQUIRE(g);
-    snprintf(ins, sizeof ins, "INSERT INTO %s VALUES (5)", tname("grp"));
-    r[0] = h_submit(c, g, ins, NULL, 0, SB_Q_CHAIN, 0);
+    r[0] = group_insert(c, g, 5, SB_Q_CHAIN);
     r[1] = h_submit(c, g, "SELECT $1", NULL, 0, SB_Q_CHAIN, 0);
     r[2] = h_submit(c, g, "SELECT 3", NULL, 0, 0, 0);
     CHECK_ERR(r[1], SB_E_MISUSE);

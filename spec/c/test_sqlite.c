@@ -620,6 +620,24 @@ TEST(session_close_rolls_back)
     sb_conn_close(c);
 }
 
+/* BEGIN IMMEDIATE, a and b chained (SB_Q_CHAIN) and COMMIT on a new
+** session of c; waits for the COMMIT.  The caller frees r[] and closes *s. */
+static void chain_tx(sb_conn *c, sb_session **s, const char *a, const char *b, sb_req *r[4])
+{
+    *s = sb_session_open(c);
+    r[0] = h_submit(c, *s, "BEGIN IMMEDIATE", NULL, 0, SB_Q_CHAIN, 0);
+    r[1] = h_submit(c, *s, a, NULL, 0, SB_Q_CHAIN, 0);
+    r[2] = h_submit(c, *s, b, NULL, 0, SB_Q_CHAIN, 0);
+    r[3] = h_submit(c, *s, "COMMIT", NULL, 0, 0, 0);
+    CHECK_INT(h_wait(c, r[3]), ==, SB_OK);
+}
+
+static void chain_done(sb_session *s, sb_req *r[4])
+{
+    for (int i = 0; i < 4; i++) sb_req_free(r[i]);
+    sb_session_close(s);
+}
+
 /* SB_Q_CHAIN on SQLite: after a chained request fails, the session's next
 ** one is skipped (the COMMIT of a batch never commits half of it), whether
 ** the failure came from the database or from submit's own checks. */
@@ -628,55 +646,31 @@ TEST(session_chain_skips_after_failure)
     sb_conn *c = open_file("chain.db");
     sb_session *s;
     sb_req *r[4];
-    int i;
     REQUIRE(c);
     EXEC(c, "CREATE TABLE t(x INTEGER PRIMARY KEY)");
     EXEC(c, "INSERT INTO t VALUES (1)");
 
     /* a constraint violation in the middle: the rest is skipped, rolled back */
-    s = sb_session_open(c);
-    REQUIRE(s);
-    r[0] = h_submit(c, s, "BEGIN IMMEDIATE", NULL, 0, SB_Q_CHAIN, 0);
-    r[1] = h_submit(c, s, "INSERT INTO t VALUES (2)", NULL, 0, SB_Q_CHAIN, 0);
-    r[2] = h_submit(c, s, "INSERT INTO t VALUES (1)", NULL, 0, SB_Q_CHAIN, 0);
-    r[3] = h_submit(c, s, "COMMIT", NULL, 0, 0, 0);
-    CHECK_INT(h_wait(c, r[3]), ==, SB_OK);
+    chain_tx(c, &s, "INSERT INTO t VALUES (2)", "INSERT INTO t VALUES (1)", r);
     CHECK_OK(r[0]);
     CHECK_OK(r[1]);
     CHECK_ERR(r[2], SB_E_CONSTRAINT);
     CHECKF(sb_req_status(r[3]) == SB_ERR && strstr(h_errstr(r[3]), "skipped"),
            "the COMMIT after a failed chained statement: %s", h_errstr(r[3]));
-    for (i = 0; i < 4; i++) sb_req_free(r[i]);
-    sb_session_close(s);
+    chain_done(s, r);
     CHECK_INT(SCALAR(c, "SELECT count(*) FROM t"), ==, 1);
 
     /* refused at submit (wrong parameter count): the same */
-    s = sb_session_open(c);
-    REQUIRE(s);
-    r[0] = h_submit(c, s, "BEGIN IMMEDIATE", NULL, 0, SB_Q_CHAIN, 0);
-    r[1] = h_submit(c, s, "INSERT INTO t VALUES (3)", NULL, 0, SB_Q_CHAIN, 0);
-    r[2] = h_submit(c, s, "INSERT INTO t VALUES ($1)", NULL, 0, SB_Q_CHAIN, 0);
-    r[3] = h_submit(c, s, "COMMIT", NULL, 0, 0, 0);
-    CHECK_INT(h_wait(c, r[3]), ==, SB_OK);
+    chain_tx(c, &s, "INSERT INTO t VALUES (3)", "INSERT INTO t VALUES ($1)", r);
     CHECK_ERR(r[2], SB_E_MISUSE);
     CHECKF(sb_req_status(r[3]) == SB_ERR, "the COMMIT after a refused chained statement ran");
-    for (i = 0; i < 4; i++) sb_req_free(r[i]);
-    sb_session_close(s);
+    chain_done(s, r);
     CHECK_INT(SCALAR(c, "SELECT count(*) FROM t"), ==, 1);
 
     /* and a chain that succeeds commits, with the writer free afterwards */
-    s = sb_session_open(c);
-    REQUIRE(s);
-    r[0] = h_submit(c, s, "BEGIN IMMEDIATE", NULL, 0, SB_Q_CHAIN, 0);
-    r[1] = h_submit(c, s, "INSERT INTO t VALUES (4)", NULL, 0, SB_Q_CHAIN, 0);
-    r[2] = h_submit(c, s, "INSERT INTO t VALUES (5)", NULL, 0, SB_Q_CHAIN, 0);
-    r[3] = h_submit(c, s, "COMMIT", NULL, 0, 0, 0);
-    CHECK_INT(h_wait(c, r[3]), ==, SB_OK);
-    for (i = 0; i < 4; i++) {
-        CHECK_OK(r[i]);
-        sb_req_free(r[i]);
-    }
-    sb_session_close(s);
+    chain_tx(c, &s, "INSERT INTO t VALUES (4)", "INSERT INTO t VALUES (5)", r);
+    for (int i = 0; i < 4; i++) CHECK_OK(r[i]);
+    chain_done(s, r);
     EXEC(c, "INSERT INTO t VALUES (6)");
     CHECK_INT(SCALAR(c, "SELECT count(*) FROM t"), ==, 4);
     sb_conn_close(c);

@@ -133,46 +133,55 @@ local function retryable(e)
   return sb.iserror(e) and e.retryable
 end
 
--- jittered exponential backoff (1, 2, 4 .. 100 ms): rivals retrying in
--- lockstep would conflict again and again at SERIALIZABLE
-local function backoff(attempt)
-  sb.sleep(math.random() * math.min(0.001 * 2 ^ attempt, 0.1))
+-- once() --> true, results... | nil, err.  Run it until it succeeds or
+-- fails for good: retryable failures (serialization, deadlock, busy) run it
+-- again, up to `retries` times, after a jittered exponential pause (1, 2, 4
+-- .. 100 ms: rivals retrying in lockstep would conflict again and again at
+-- SERIALIZABLE).
+local function retrying(retries, once)
+  local attempt = 0
+  while true do
+    local res = table.pack(once())
+    if res[1] then return table.unpack(res, 2, res.n) end
+    if not retryable(res[2]) or attempt >= retries then return nil, res[2] end
+    attempt = attempt + 1
+    sb.sleep(math.random() * math.min(0.001 * 2 ^ attempt, 0.1))
+  end
+end
+
+local function check_opts(name, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to '" .. name .. "' (table expected, got " .. type(opts) .. ")", 3)
+  end
 end
 
 -- db:transaction(fn [, opts]) --> fn's results after COMMIT | nil, err
 -- fn(tx) runs inside BEGIN .. COMMIT; an error raised in fn rolls back and
--- is returned; retryable failures (serialization, deadlock, busy) run fn
--- again, up to opts.retries times (default 3), after a short random pause.
+-- is returned; retryable failures run fn again, up to opts.retries times
+-- (default 3).
 function DB:transaction(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'transaction' (table expected, got " .. type(opts) .. ")", 2)
-  end
-  local retries = opts and opts.retries or 3
-  local attempt = 0
-  while true do
+  check_opts("transaction", opts)
+  return retrying(opts and opts.retries or 3, function()
     local tx, err = self:begin(opts)
-    if tx then
-      local res = table.pack(pcall(fn, tx))
-      if not res[1] then
-        err = res[2]
-        if tx:_active() then tx:rollback() end
-        -- a statement error the body ignored is the better explanation
-        if not sb.iserror(err) then err = tx:_failed() or err end
-      elseif not tx:_active() then
-        return table.unpack(res, 2, res.n)  -- fn committed or rolled back itself
-      else
-        local ok
-        ok, err = tx:commit()
-        if ok then return table.unpack(res, 2, res.n) end
-      end
+    if not tx then return nil, err end
+    local res = table.pack(pcall(fn, tx))
+    if not res[1] then
+      err = res[2]
+      if tx:_active() then tx:rollback() end
+      -- a statement error the body ignored is the better explanation
+      if not sb.iserror(err) then err = tx:_failed() or err end
+      return nil, err
     end
-    if not retryable(err) or attempt >= retries then return nil, err end
-    attempt = attempt + 1
-    backoff(attempt)
-  end
+    if tx:_active() then  -- else fn committed or rolled back itself
+      local ok
+      ok, err = tx:commit()
+      if not ok then return nil, err end
+    end
+    return true, table.unpack(res, 2, res.n)
+  end)
 end
 
 -- db:batch(statements [, opts]) --> results | nil, err
@@ -189,21 +198,16 @@ function DB:batch(statements, opts)
   if type(statements) ~= "table" then
     error("bad argument #1 to 'batch' (table expected, got " .. type(statements) .. ")", 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  check_opts("batch", opts)
   local begin, commit
   if self:backend() == "sqlite" or (opts and (opts.isolation or opts.read_only)) then
     begin, commit = begin_sql(self, opts), "COMMIT"
   end
-  local retries = opts and opts.retries or 3
-  local attempt = 0
-  while true do
+  return retrying(opts and opts.retries or 3, function()
     local res, err = self:_batch(statements, begin, commit)
-    if res or not retryable(err) or attempt >= retries then return res, err end
-    attempt = attempt + 1
-    backoff(attempt)
-  end
+    if not res then return nil, err end
+    return true, res
+  end)
 end
 
 ------------------------------------------------------------- scheduler
