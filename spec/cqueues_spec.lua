@@ -77,6 +77,32 @@ helpers.each_backend(function(backend)
       if backend.is_pg then assert.is_true(dt < helpers.T(1.0), string.format("%.3f s: not concurrent", dt)) end
     end)
 
+    it("batches from several cqueues coroutines commit, or roll back whole", function()
+      local db = helpers.open(backend, { pool = 4 })
+      local t = helpers.table(db, "cq_batch", "id bigint primary key")
+      local ins = "INSERT INTO " .. t .. " (id) VALUES ($1)"
+      sb.poller = cqueues.poll
+      local cq = cqueues.new()
+      local ok, failed = 0, {}
+      for i = 1, 8 do
+        cq:wrap(function()
+          -- the odd ones insert 1000 + i twice: the second breaks the key
+          local second = i % 2 == 1 and 1000 + i or 2000 + i
+          local res, err = db:batch{ { ins, 1000 + i }, { ins, second } }
+          if res then ok = ok + 1 else failed[#failed + 1] = err end
+        end)
+      end
+      loop(cq)
+      sb.poller = nil
+      assert.are.equal(4, ok)
+      assert.are.equal(4, #failed)
+      for _, err in ipairs(failed) do
+        assert.are.equal("constraint", err.class)
+        assert.are.equal(2, err.statement)
+      end
+      assert.are.equal(8, db:first("SELECT count(*) AS n FROM " .. t).n)
+    end)
+
     it("transactions and errors work inside a cqueues coroutine", function()
       local db = helpers.open(backend)
       local t = helpers.table(db, "cq_tx", "id bigint primary key, v text")
