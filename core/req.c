@@ -100,8 +100,7 @@ sb_req *sb_conn_submit(sb_conn *c, const sb_query *q)
         if (q->session->group && !(q->flags & SB_Q_CHAIN)) q->session->group = 2;
         if (q->session->skip_next) {
             q->session->skip_next = (q->flags & SB_Q_CHAIN) != 0;
-            sb__req_fail(r, SB_E_OTHER, "XX000", SB_BACKEND_CORE,
-                         "statement skipped: an earlier statement it was chained to failed");
+            sb__req_fail(r, SB_E_OTHER, "XX000", SB_BACKEND_CORE, SB_MSG_CHAIN_SKIPPED);
             return r;
         }
     }

@@ -141,6 +141,9 @@ void sb__req_fail(sb_req *r, sb_errclass cls, const char *sqlstate,
 /* r failed before its backend ran it: if it was chained to its session's
 ** next request (SB_Q_CHAIN), that one is skipped with an error. */
 void sb__req_chain_broken(const sb_req *r);
+/* The error message of a request skipped that way (core or backend). */
+#define SB_MSG_CHAIN_SKIPPED "statement skipped: an earlier statement it was chained to failed"
+
 /* Drop a reference; frees r at zero. */
 void sb__req_unref(sb_req *r);
 void sb__conn_unref(sb_conn *c);

@@ -226,6 +226,15 @@ static int is_read_only(sqlite3_stmt *st, const char *sql)
            !strcasestr(sql, "last_insert_rowid") && !strcasestr(sql, "changes");
 }
 
+/* r, run on s, failed with err: if it was chained to its session's next
+** request (SB_Q_CHAIN), that one is skipped.  A lock given up on at once
+** (nowait) is not a failure yet: a worker retries it. */
+static void chain_failed(sb_sqlite_slot *s, const sb_req *r, const sb_error *err)
+{
+    if (r->session && (r->flags & SB_Q_CHAIN) && !(s->nowait && sb_error_class(err) == SB_E_BUSY))
+        s->chain_failed = 1;
+}
+
 /*
 ** Run r on slot s (the caller is s's runner).  *ro gets what the
 ** statement is (-1 if it did not prepare).  With `probe` (s is a reader
@@ -244,9 +253,7 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
     if (r->session && s->chain_failed) {  /* the request chained to it failed */
         s->chain_failed = (r->flags & SB_Q_CHAIN) != 0;
         *res_out = NULL;
-        *err_out = sb__error_new(SB_E_OTHER, "XX000", "sqlite",
-                                 "statement skipped: an earlier statement it was chained to failed",
-                                 NULL);
+        *err_out = sb__error_new(SB_E_OTHER, "XX000", "sqlite", SB_MSG_CHAIN_SKIPPED, NULL);
         return SB_SQLITE_RAN;
     }
     sb_sqlite_ent *e = sb_sqlite_lru_get(&s->cache, hash, r->sql, r->sql_len);
@@ -260,7 +267,7 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
                 sb_error_free(err);
                 return SB_SQLITE_BOUNCED;  /* the writer gives the real answer */
             }
-            if (r->session && (r->flags & SB_Q_CHAIN)) s->chain_failed = 1;
+            chain_failed(s, r, err);
             *err_out = err;
             return SB_SQLITE_RAN;
         }
@@ -299,9 +306,7 @@ int sb_sqlite_exec(sb_sqlite_slot *s, const sb_req *r, uint64_t hash, int probe,
     if (err) {
         sb__result_free(res);
         res = NULL;
-        /* a lock given up on at once (nowait) is retried by a worker: not a failure yet */
-        if (r->session && (r->flags & SB_Q_CHAIN) && !(s->nowait && sb_error_class(err) == SB_E_BUSY))
-            s->chain_failed = 1;
+        chain_failed(s, r, err);
     }
     *res_out = res;
     *err_out = err;
