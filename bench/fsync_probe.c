@@ -1,8 +1,9 @@
 /*
 ** bench/fsync_probe.c - how long the disk takes to flush, sampled while a
-** benchmark cell runs (bench/run.lua starts it beside PostgreSQL's open-loop
-** routing cells): a commit waits for one such flush of the WAL, so a stall
-** here is a stall of every decision committing at that moment.
+** benchmark cell runs (bench/run.lua starts it beside the open-loop routing
+** cells of both backends): a PostgreSQL commit waits for one such flush of
+** the WAL, and SQLite's checkpoints and writes share the disk, so a stall
+** here shows in every decision that commits at that moment.
 **
 ** Owns: writing 8 KB and fdatasync()ing it every 5 ms for SECS seconds, in
 ** a file of its own in DIR, then printing one JSON line: samples, p50, p99

@@ -98,6 +98,9 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
 ** was on entry; a tx call pushed its db just above them, at dbidx). */
 int lsb_call(lua_State *L, int dbidx, lsb_db *db, lsb_tx *tx, lsb_kind kind);
 void lsb_register_await(lua_State *L);
+/* The flags lsb_run would give a request submitted here, for requests
+** chained ahead of it (no SB_Q_WAKE: only the awaited one wakes a waiter). */
+unsigned lsb_chain_flags(lua_State *L);
 int lsb_bind(lua_State *L);
 
 /* lsb_util.c: time_ms, sha256 */

@@ -100,13 +100,15 @@ static int pending_gc(lua_State *L)
     return 0;
 }
 
-static int wait_mode(lua_State *L)
+/* How a request made here waits.  take_alone: this request uses the
+** task's one inline quick read of the turn (MODE_TASK_ALONE). */
+static int wait_mode(lua_State *L, int take_alone)
 {
     if (!lua_isyieldable(L)) return MODE_BLOCK;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);
     lua_pushthread(L);
     int task = lua_rawget(L, -2) != LUA_TNIL;
-    int alone = task && lua_rawgetp(L, -2, &ALONE_KEY) != LUA_TNIL;
+    int alone = task && lua_rawgetp(L, -2, &ALONE_KEY) != LUA_TNIL && take_alone;
     if (alone) {  /* one quick read per turn: the task yields after its next */
         lua_pushnil(L);
         lua_rawsetp(L, -4, &ALONE_KEY);
@@ -120,6 +122,28 @@ static int wait_mode(lua_State *L)
     }
     lua_pop(L, 1);
     return poller ? MODE_POLLER : MODE_BLOCK;
+}
+
+/* The sb_query flags of a request submitted in `mode`: a blocking caller
+** lets SQLite run it right here when its connection is idle; a yielding
+** one still lets a write run here when the writer is idle, and a quick
+** read when no other task waits to run (the reader threads would only add
+** two wake-ups to its latency).  A task's request waits for the
+** scheduler's step to go out with the others of its batch (SB_Q_DEFER);
+** under a foreign poller the fd wakes the waiter (SB_Q_WAKE). */
+static unsigned mode_flags(int mode)
+{
+    switch (mode) {
+    case MODE_BLOCK: return SB_Q_INLINE;
+    case MODE_TASK: return SB_Q_INLINE_WRITE | SB_Q_DEFER;
+    case MODE_TASK_ALONE: return SB_Q_INLINE_WRITE | SB_Q_DEFER | SB_Q_INLINE_QUICK;
+    default: return SB_Q_INLINE_WRITE | SB_Q_WAKE;  /* MODE_POLLER */
+    }
+}
+
+unsigned lsb_chain_flags(lua_State *L)
+{
+    return mode_flags(wait_mode(L, 0)) & ~(unsigned)SB_Q_WAKE;
 }
 
 /* Push nil, e; inside a transaction (tx_call's frame: the tx is at 1) the
@@ -233,7 +257,7 @@ static int run_blocking(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_ki
 
 int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb_tx *tx)
 {
-    int mode = wait_mode(L);
+    int mode = wait_mode(L, 1);
     if (mode == MODE_BLOCK && !db->held) return run_blocking(L, dbidx, db, q, kind, tx);
     pending *p = lua_newuserdatauv(L, sizeof *p, 1);
     p->req = NULL;
@@ -244,17 +268,8 @@ int lsb_run(lua_State *L, int dbidx, lsb_db *db, sb_query *q, lsb_kind kind, lsb
     lua_pushvalue(L, dbidx);
     lua_setiuservalue(L, -2, 1);
     int aidx = lua_gettop(L);
-    /* a yielding caller still lets a write run here when the writer is
-    ** idle; and a quick read when no other task waits to run (the reader
-    ** threads would only add two wake-ups to its latency) */
-    q->flags |= mode == MODE_BLOCK ? SB_Q_INLINE : SB_Q_INLINE_WRITE;
-    if (mode == MODE_TASK_ALONE) {
-        q->flags |= SB_Q_INLINE_QUICK;
-        mode = p->mode = MODE_TASK;
-    }
-    if (mode == MODE_POLLER) q->flags |= SB_Q_WAKE;
-    /* the scheduler steps after its batch: the batch's requests go out together */
-    if (mode == MODE_TASK) q->flags |= SB_Q_DEFER;
+    q->flags |= mode_flags(mode);
+    if (mode == MODE_TASK_ALONE) mode = p->mode = MODE_TASK;
     p->req = sb_conn_submit(db->conn, q);
     if (!p->req) return luaL_error(L, "not enough memory");
     if (mode == MODE_TASK) {

@@ -103,10 +103,10 @@ int lsb_db_batch(lua_State *L)
     ** pipelines it with other requests */
     lsb_tx *tx = lsb_tx_new(L, 1, begin == NULL);  /* 6 */
     tx->batch = begin ? 2 : 1;
-    /* statements may run right here while SQLite's writer is idle; with a
-    ** timeout they go to the worker, where the deadline can interrupt them */
-    unsigned inl = db->timeout_ms > 0 ? 0 : lua_isyieldable(L) ? SB_Q_INLINE_WRITE : SB_Q_INLINE;
-    if (lua_isyieldable(L)) inl |= SB_Q_DEFER;  /* out with the last one, at the next step */
+    /* submitted the way the last one will be (lsb_run); with a timeout they
+    ** go to SQLite's worker, where the deadline can interrupt them */
+    unsigned inl = lsb_chain_flags(L);
+    if (db->timeout_ms > 0) inl &= ~(unsigned)(SB_Q_INLINE | SB_Q_INLINE_WRITE);
     int top = lua_gettop(L);
     if (begin) {
         sb_query q = { begin, lua_rawlen(L, 3), NULL, 0, NULL, 0, inl };
