@@ -176,7 +176,7 @@ static void connected(sb_pg_conn *pc, int64_t now)
     }
     pc->state = SB_PG_READY;
     pc->want_write = 0;
-    pc->deferred = 0;
+    pc->deferred = pc->deferred_reads = 0;
     pc->up_at = now;
     sb_pg_cache_clear(&pc->cache);  /* a new server session knows no names */
     sb_pg_conn_became_ready(pc->d);
@@ -286,13 +286,14 @@ static void flush(sb_pg_conn *pc)
 
 /* Flush now, or (SB_Q_DEFER) at the next step with whatever else the
 ** caller submits until then; the fd is made readable so that step comes. */
-static void send_out(sb_pg_conn *pc, int defer)
+static void send_out(sb_pg_conn *pc, const sb_pg_op *op, int defer)
 {
     if (!defer) {
         flush(pc);
         return;
     }
-    pc->deferred = 1;
+    pc->deferred++;
+    pc->deferred_reads += op->reads;
     if (!pc->d->deferred) {
         pc->d->deferred = 1;
         sb__wake_signal(pc->d->c);
@@ -301,7 +302,7 @@ static void send_out(sb_pg_conn *pc, int defer)
 
 void sb_pg_conn_flush_deferred(sb_pg_conn *pc)
 {
-    pc->deferred = 0;
+    pc->deferred = pc->deferred_reads = 0;
     if (pc->state == SB_PG_READY) flush(pc);
 }
 
@@ -389,7 +390,7 @@ void sb_pg_conn_send(sb_pg_conn *pc, sb_pg_op *op)
     if (op->chained) {
         /* no Sync: the session's next request closes the group, and
         ** nothing else (not even a DEALLOCATE) may come in between */
-        send_out(pc, defer);
+        send_out(pc, op, defer);
         return;
     }
     if (!PQpipelineSync(pg)) {
@@ -404,7 +405,7 @@ void sb_pg_conn_send(sb_pg_conn *pc, sb_pg_op *op)
         sb_pg_cache_remove(&pc->cache, v);
         if (sb_pg_conn_discard(pc, sql) != SB_OK) break;  /* leaves it on the server */
     }
-    if (pc->state == SB_PG_READY) send_out(pc, defer);
+    if (pc->state == SB_PG_READY) send_out(pc, op, defer);
 }
 
 int sb_pg_conn_discard(sb_pg_conn *pc, const char *sql)
@@ -649,7 +650,7 @@ void sb_pg_conn_break(sb_pg_conn *pc, const char *why)
     pc->pg = NULL;
     pc->state = SB_PG_DOWN;
     pc->want_write = 0;
-    pc->deferred = 0;
+    pc->deferred = pc->deferred_reads = 0;
     if (was_ready && now - pc->up_at >= 1000) pc->backoff = SB_PG_BACKOFF_MIN;
     schedule_retry(pc, now);
     sb_pg_set_lasterr(d, msg);

@@ -5,8 +5,9 @@
 ** Owns: the driver state (sb_pg_drv), the pending list of requests waiting
 ** for a connection, pool scheduling (an idle READY connection, else a new
 ** one while the pool may grow, else the least busy, pipeline depth capped
-** at SB_PG_DEPTH), sessions (exclusive pinning, with
-** a reservation so a waiting session is not starved by pooled traffic),
+** at SB_PG_DEPTH; with none idle, a step's reads packed a few to a
+** connection), sessions (exclusive pinning, with a reservation so a
+** waiting session is not starved by pooled traffic),
 ** cancel, the driver deadline (reconnect backoff, connect timeouts, queued
 ** requests giving up when no connection comes up), and teardown.
 **
@@ -97,22 +98,42 @@ static int usable(const sb_pg_conn *pc)
     return pc->state == SB_PG_READY && !pc->cancelling;
 }
 
-/* The least busy usable connection, or NULL to keep the request queued.
-** While some connections are still connecting, a request waits for one of
-** them rather than queueing behind work on a busy one: a fresh (or
-** growing) pool would otherwise pipeline a burst onto the one connection
-** that came up first. */
-static sb_pg_conn *pick(sb_pg_drv *d)
+/* May a read join the requests pc keeps for this step's write?  Only
+** reads wait there, and fewer than SB_PG_READ_BATCH: a step's reads go
+** out as a few deep batches instead of one per connection, so a backend
+** wakes once for several (256 tasks listing agents: 1.0-1.2 server
+** context switches per read spread, 0.12-0.25 packed; bench/README.md).
+** Writes keep spreading: a backend commits one transaction at a time, and
+** commits on many backends share the WAL flushes. */
+static int joins_batch(const sb_pg_conn *pc)
 {
-    sb_pg_conn *best = NULL;
+    return pc->deferred_reads > 0 && pc->deferred_reads == pc->deferred &&
+           pc->deferred < SB_PG_READ_BATCH;
+}
+
+/* The connection for a pooled request (a read, when `reads`): an idle
+** usable one, else (the pool at its size and up: a pipeline it must be) one whose
+** batch the read joins while that leaves its pipeline under twice the
+** shallowest (reads pack when every connection has a queue, and spread
+** while one has little to do: slow reads keep running side by side),
+** else the least busy, or NULL to keep it queued (dispatch then grows
+** the pool).  While some connections are still
+** connecting, a request waits for one of them rather than queueing behind
+** work on a busy one: a fresh (or growing) pool would otherwise pipeline
+** a burst onto the one connection that came up first. */
+static sb_pg_conn *pick(sb_pg_drv *d, int reads)
+{
+    sb_pg_conn *best = NULL, *batch = NULL;
     int connecting = 0;
     for (int i = 0; i < d->npool; i++) {
         sb_pg_conn *pc = &d->conns[i];
         if (pc->state == SB_PG_CONNECTING) connecting = 1;
         if (!usable(pc) || pc->pinned || pc->reserved || pc->depth >= SB_PG_DEPTH) continue;
+        if (reads && joins_batch(pc) && (!batch || pc->depth < batch->depth)) batch = pc;
         if (!best || pc->depth < best->depth) best = pc;
         if (best->depth == 0) return best;
     }
+    if (batch && !connecting && d->nstarted == d->npool && batch->depth < 2 * best->depth) return batch;
     return best && connecting ? NULL : best;
 }
 
@@ -153,7 +174,7 @@ static void place_session_op(sb_pg_drv *d, sb_pg_op *op)
     if (s->group) {  /* back to back on one connection, shared before and after */
         int ends = !(op->r->flags & SB_Q_CHAIN);
         if (!pc) {
-            pc = pick(d);  /* as a pooled request would be placed */
+            pc = pick(d, 0);  /* as a pooled write would be placed */
             if (!pc || (pc->depth && d->nstarted < d->npool)) return;
             pc->pinned = s;
             s->drv = pc;
@@ -222,7 +243,7 @@ again:;
         } else if (!pool_full) {
             /* no idle connection while the pool may grow: rather a
             ** connection of its own than a place in a pipeline */
-            sb_pg_conn *pc = pick(d);
+            sb_pg_conn *pc = pick(d, op->reads);
             if (pc && (pc->depth == 0 || d->nstarted == d->npool)) {
                 send_op(d, pc, op);
             } else {
@@ -389,6 +410,7 @@ static void pg_submit(sb_conn *c, sb_req *r)
     op->queued_at = sb__now_ms();
     op->is_commit = (unsigned)sb_pg_is_commit(r->sql, r->sql_len);
     op->no_effect = (unsigned)sb_pg_is_no_effect(r->sql, r->sql_len);
+    op->reads = !r->session && sb_pg_is_read(r->sql, r->sql_len);
     r->drv = op;
     pend_push(d, op);
     dispatch(d);  /* sends (and flushes) at once when a connection is free */

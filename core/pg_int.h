@@ -27,6 +27,7 @@
 #include <libpq-fe.h>
 
 #define SB_PG_DEPTH 64           /* max requests in flight per connection */
+#define SB_PG_READ_BATCH 16      /* reads one step packs onto one connection */
 #define SB_PG_BACKOFF_MIN 50     /* reconnect backoff, ms (doubling) */
 #define SB_PG_BACKOFF_MAX 2000
 #define SB_PG_MAX_POOL 256
@@ -54,6 +55,8 @@ struct sb_pg_op {
     unsigned char got;      /* the current command produced a result */
     unsigned is_commit : 1;     /* SQL is COMMIT/END: outcome unknown if lost */
     unsigned no_effect : 1;     /* BEGIN/ROLLBACK/...: losing it changes no data */
+    unsigned reads : 1;         /* a plain read (SELECT ...): the pool packs it
+                                   with the step's other reads (pg_drv.c) */
     unsigned in_tx : 1;         /* sent inside an open transaction block: a
                                    lost connection rolled it back */
     unsigned prep_ok : 1;       /* the Parse succeeded */
@@ -113,7 +116,9 @@ struct sb_pg_conn {
     unsigned ev;             /* events registered for fd */
     PostgresPollingStatusType poll;  /* CONNECTING: what libpq waits for */
     int want_write;          /* READY: PQflush left output queued */
-    int deferred;            /* READY: output kept for the next step (SB_Q_DEFER) */
+    int deferred;            /* READY: requests whose output waits for the next
+                                step (SB_Q_DEFER) */
+    int deferred_reads;      /* of them, plain reads */
     int64_t deadline;        /* CONNECTING: attempt gives up at */
     int64_t retry_at;        /* DOWN: next attempt at */
     int64_t up_at;           /* READY since */
@@ -217,5 +222,8 @@ void sb_pg_scrub_secret(char *msg, const char *secret);
 int sb_pg_is_commit(const char *sql, size_t len);
 /* BEGIN / START / ROLLBACK / ABORT: a statement whose loss changes no data. */
 int sb_pg_is_no_effect(const char *sql, size_t len);
+/* SELECT / VALUES / TABLE / SHOW: a read, as far as scheduling goes (a
+** SELECT may call a function that writes: it is then only packed like one). */
+int sb_pg_is_read(const char *sql, size_t len);
 
 #endif /* SB_PG_INT_H */

@@ -368,3 +368,9 @@ int sb_pg_is_no_effect(const char *sql, size_t len)
     static const char *const words[] = { "begin", "start", "rollback", "abort" };
     return starts_with_word(sql, len, words, 4);
 }
+
+int sb_pg_is_read(const char *sql, size_t len)
+{
+    static const char *const words[] = { "select", "values", "table", "show" };
+    return starts_with_word(sql, len, words, 4);
+}

@@ -5,7 +5,8 @@
 ** CI=true, where that is a failure: CI must never pass by skipping.
 **
 ** Owns: typed parameters, type mapping by OID, bytea, errors with native
-** SQLSTATEs, sessions, pipelining on a pool, timeouts, close, reconnect,
+** SQLSTATEs, sessions, pipelining on a pool (reads packed per step),
+** timeouts, close, reconnect,
 ** prepare=0, and password redaction on a failed login.
 */
 #include "harness.h"
@@ -560,6 +561,75 @@ TEST(pg_pipelining_pool8)
     sb_conn_close(c);
 }
 
+/* Submit n requests of sql with flags on c, each one giving its backend's
+** pid; wait for them (after `busy`, which keep the pool busy meanwhile)
+** and return how many distinct pids served them. */
+static int pids_serving(sb_conn *c, sb_req **busy, int nbusy, const char *sql, unsigned flags, int n)
+{
+    sb_req *rs[8];
+    int64_t pids[8];
+    int i, j, distinct = 0;
+    for (i = 0; i < n; i++) {
+        rs[i] = h_submit(c, NULL, sql, NULL, 0, flags, 0);
+        if (!rs[i]) { h_fail(__FILE__, __LINE__, "submit returned NULL"); return -1; }
+    }
+    CHECK_INT(h_poll_all(c, rs, n, H_MS(20000)), ==, 0);
+    CHECK_INT(h_poll_all(c, busy, nbusy, H_MS(20000)), ==, 0);
+    for (i = 0; i < nbusy; i++) sb_req_free(busy[i]);
+    for (i = 0; i < n; i++) {
+        const sb_value *v = h_cell(rs[i], 0, 0);
+        CHECKF(v && v->type == SB_INT, "request %d: %s", i, h_errstr(rs[i]));
+        pids[i] = v ? v->u.i : -1;
+        for (j = 0; j < i && pids[j] != pids[i]; j++) continue;
+        distinct += j == i;
+        sb_req_free(rs[i]);
+    }
+    return distinct;
+}
+
+/* With every connection of a full pool busy, the reads one scheduler
+** step submits (SB_Q_DEFER) go out packed on one connection, so its
+** backend wakes once for them; writes, and reads sent at once, still
+** spread over the least busy connections. */
+TEST(pg_reads_packed)
+{
+    enum { NBUSY = 16 };
+    sb_conn *c;
+    sb_req *busy[NBUSY];
+    char warm[64];
+    int i, round;
+    NEED_PG();
+    c = pg_open(2);
+    REQUIRE(c);
+    execf(c, "CREATE TABLE %s (x serial PRIMARY KEY)", tname("pack"));
+    /* both connections up: the second request waits for the second one */
+    snprintf(warm, sizeof warm, "SELECT pg_sleep(%.3f)", H_MS(500) / 1000.0);
+    busy[0] = h_submit(c, NULL, warm, NULL, 0, 0, 0);
+    busy[1] = h_submit(c, NULL, warm, NULL, 0, 0, 0);
+    CHECK_INT(h_poll_all(c, busy, 2, H_MS(20000)), ==, 0);
+    sb_req_free(busy[0]);
+    sb_req_free(busy[1]);
+    for (round = 0; round < 3; round++) {
+        char ins[128];
+        int n;
+        /* 8 in flight on each connection */
+        for (i = 0; i < NBUSY; i++) busy[i] = h_submit(c, NULL, "SELECT pg_sleep(0.02)", NULL, 0, 0, 0);
+        snprintf(ins, sizeof ins, "INSERT INTO %s DEFAULT VALUES RETURNING pg_backend_pid()", tname("pack"));
+        if (round == 0) {
+            n = pids_serving(c, busy, NBUSY, "SELECT pg_backend_pid()", SB_Q_DEFER, 8);
+            CHECK_INT(n, ==, 1);
+        } else if (round == 1) {
+            n = pids_serving(c, busy, NBUSY, ins, SB_Q_DEFER, 8);
+            CHECK_INT(n, ==, 2);
+        } else {
+            n = pids_serving(c, busy, NBUSY, "SELECT pg_backend_pid()", 0, 8);
+            CHECK_INT(n, ==, 2);
+        }
+    }
+    execf(c, "DROP TABLE %s", tname("pack"));
+    sb_conn_close(c);
+}
+
 TEST(pg_poll_loop_fd_stable)
 {
     enum { N = 40 };
@@ -842,6 +912,7 @@ static const h_test tests[] = {
     T(pg_chain),
     T(pg_group),
     T(pg_pipelining_pool8),
+    T(pg_reads_packed),
     T(pg_poll_loop_fd_stable),
     T(pg_request_timeout),
     T(pg_close_in_flight),
