@@ -102,7 +102,7 @@ static int usable(const sb_pg_conn *pc)
 ** reads wait there, and fewer than SB_PG_READ_BATCH: a step's reads go
 ** out as a few deep batches instead of one per connection, so a backend
 ** wakes once for several (256 tasks listing agents: 1.0-1.2 server
-** context switches per read spread, 0.12-0.25 packed; bench/README.md).
+** context switches per read spread, 0.23-0.37 packed; bench/README.md).
 ** Writes keep spreading: a backend commits one transaction at a time, and
 ** commits on many backends share the WAL flushes. */
 static int joins_batch(const sb_pg_conn *pc)
@@ -111,16 +111,17 @@ static int joins_batch(const sb_pg_conn *pc)
            pc->deferred < SB_PG_READ_BATCH;
 }
 
-/* The connection for a pooled request (a read, when `reads`): an idle
-** usable one, else (the pool at its size and up: a pipeline it must be) one whose
-** batch the read joins while that leaves its pipeline under twice the
-** shallowest (reads pack when every connection has a queue, and spread
-** while one has little to do: slow reads keep running side by side),
-** else the least busy, or NULL to keep it queued (dispatch then grows
-** the pool).  While some connections are still
-** connecting, a request waits for one of them rather than queueing behind
-** work on a busy one: a fresh (or growing) pool would otherwise pipeline
-** a burst onto the one connection that came up first. */
+/* The connection for a pooled request (a read, when `reads`), or NULL to
+** keep it queued (dispatch then grows the pool):
+**   - an idle usable one;
+**   - with the pool at its size and all of it up, one whose batch the read
+**     joins, while that leaves its pipeline under twice the shallowest
+**     (reads pack when every connection has a queue, and spread while one
+**     has little to do: slow reads keep running side by side);
+**   - the least busy, unless some connections are still connecting: then
+**     a request waits for one of them rather than queueing behind work on
+**     a busy one (a fresh or growing pool would otherwise pipeline a burst
+**     onto the one connection that came up first). */
 static sb_pg_conn *pick(sb_pg_drv *d, int reads)
 {
     sb_pg_conn *best = NULL, *batch = NULL;
@@ -133,7 +134,8 @@ static sb_pg_conn *pick(sb_pg_drv *d, int reads)
         if (!best || pc->depth < best->depth) best = pc;
         if (best->depth == 0) return best;
     }
-    if (batch && !connecting && d->nstarted == d->npool && batch->depth < 2 * best->depth) return batch;
+    if (batch && !connecting && d->nstarted == d->npool && batch->depth < 2 * best->depth)
+        return batch;
     return best && connecting ? NULL : best;
 }
 
