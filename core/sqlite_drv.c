@@ -2,7 +2,8 @@
 ** sqlite_drv.c - the SQLite backend: the sb_sqlite_driver vtable.
 **
 ** Owns: opening the writer and reader connections (WAL, busy handler,
-** synchronous, foreign keys), routing requests (reader / writer / session
+** synchronous, foreign keys, WAL size limit; checkpoints off the caller),
+** routing requests (reader / writer / session
 ** pin / inline fast path), and the owner-side ends of cancel,
 ** session_close and close.
 **
@@ -563,6 +564,9 @@ static int writer_setup(sb_sqlite *d, int *wal, sb_error **err)
     rc = sqlite3_exec(h, d->c->opts.synchronous_full ? "PRAGMA synchronous=FULL"
                                                      : "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_exec(h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    /* the WAL file keeps the size a burst grew it to unless told: cut it
+    ** back when the WAL starts over (twice the ~16 MiB of CKPT_HARD) */
+    if (rc == SQLITE_OK) rc = sqlite3_exec(h, "PRAGMA journal_size_limit=33554432", NULL, NULL, NULL);
     if (rc == SQLITE_OK) return SB_OK;
 fail:
     *err = open_error(h, rc);

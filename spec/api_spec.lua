@@ -625,6 +625,33 @@ helpers.sqlite_only(function(backend)
       assert.are.equal(3000, db:first("SELECT count(*) AS n FROM ck").n)
     end)
 
+    it("gives back the disk a burst grew the WAL file to (journal_size_limit 32 MiB)", function()
+      local file = helpers.tmpfile("walsize")
+      local db = helpers.open(backend, nil, "sqlite:" .. file)
+      local function wal_mib()
+        local f = assert(io.open(file .. "-wal", "rb"))
+        local bytes = f:seek("end")
+        f:close()
+        return bytes / 2^20
+      end
+      assert(db:exec("CREATE TABLE burst (id INTEGER PRIMARY KEY, b BLOB)"))
+      -- one transaction of 40 MB: its pages all go to the WAL
+      assert.are.equal(40, db:exec([[INSERT INTO burst (b) SELECT zeroblob(1048576) FROM
+        (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 40) SELECT x FROM c)]]))
+      local peak = wal_mib()
+      assert.is_true(peak > 40, string.format("the burst left a WAL of %.1f MiB", peak))
+      -- once checkpointed, the next transaction starts the WAL over and cuts the file
+      local deadline, i = helpers.now() + helpers.T(10), 0
+      repeat
+        i = i + 1
+        assert.are.equal(1, db:exec("UPDATE burst SET id = id WHERE id = $1", 1 + i % 40))
+        if wal_mib() > 32 then sb.sleep(0.05) end
+      until wal_mib() <= 32 or helpers.now() > deadline
+      helpers.log("sqlite: WAL file %.1f MiB after a 40 MB transaction, %.1f MiB after %d more commits", peak, wal_mib(), i)
+      assert.is_true(wal_mib() <= 32, string.format("the WAL file stayed at %.1f MiB", wal_mib()))
+      assert.are.equal(40, db:first("SELECT count(*) AS n FROM burst").n)
+    end)
+
     it("sees data written by another handle on the same file", function()
       local a = helpers.open(backend)
       local b = helpers.open(backend)
