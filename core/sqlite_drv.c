@@ -3,9 +3,8 @@
 **
 ** Owns: opening the writer and reader connections (WAL, busy handler,
 ** synchronous, foreign keys, WAL size limit; checkpoints off the caller),
-** routing requests (reader / writer / session
-** pin / inline fast path), and the owner-side ends of cancel,
-** session_close and close.
+** routing requests (reader / writer / session pin / inline fast path),
+** and the owner-side ends of cancel, session_close and close.
 **
 ** Does not own: running a statement on a connection (sqlite_exec.c), the
 ** LRU maps (sqlite_lru.c), threads and queues (sqlite_worker.c), request
