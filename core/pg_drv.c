@@ -102,7 +102,7 @@ static int usable(const sb_pg_conn *pc)
 ** reads wait there, and fewer than SB_PG_READ_BATCH: a step's reads go
 ** out as a few deep batches instead of one per connection, so a backend
 ** wakes once for several (256 tasks listing agents: 1.0-1.2 server
-** context switches per read spread, 0.23-0.37 packed; bench/README.md).
+** context switches per read spread, 0.35-0.37 packed; bench/README.md).
 ** Writes keep spreading: a backend commits one transaction at a time, and
 ** commits on many backends share the WAL flushes. */
 static int joins_batch(const sb_pg_conn *pc)
