@@ -6,8 +6,8 @@
 **
 ** Owns: typed parameters, type mapping by OID, bytea, errors with native
 ** SQLSTATEs, sessions, pipelining on a pool (reads packed per step),
-** timeouts, close, reconnect,
-** prepare=0, and password redaction on a failed login.
+** timeouts, close, reconnect, prepare=0, and password redaction on a
+** failed login.
 */
 #include "harness.h"
 
@@ -594,8 +594,14 @@ static int pids_serving(sb_conn *c, sb_req **busy, int nbusy, const char *sql, u
 TEST(pg_reads_packed)
 {
     enum { NBUSY = 16 };
+    static const struct { int write; unsigned flags; int pids; } rounds[] = {
+        { 0, SB_Q_DEFER, 1 },  /* a step's reads: one batch */
+        { 1, SB_Q_DEFER, 2 },  /* a step's writes: spread */
+        { 0, 0, 2 },           /* reads sent at once: spread */
+    };
     sb_conn *c;
     sb_req *busy[NBUSY];
+    char ins[128];
     int i, round, up = 0;
     NEED_PG();
     c = pg_open(2);
@@ -606,22 +612,13 @@ TEST(pg_reads_packed)
     for (i = 0; i < 20 && up < 2; i++)
         up = pids_serving(c, NULL, 0, "SELECT pg_backend_pid() FROM pg_sleep(0.2)", 0, 2);
     CHECK_INT(up, ==, 2);
-    for (round = 0; round < 3; round++) {
-        char ins[128];
-        int n;
+    snprintf(ins, sizeof ins, "INSERT INTO %s DEFAULT VALUES RETURNING pg_backend_pid()", tname("pack"));
+    for (round = 0; round < (int)H_COUNT(rounds); round++) {
         /* 8 in flight on each connection */
         for (i = 0; i < NBUSY; i++) busy[i] = h_submit(c, NULL, "SELECT pg_sleep(0.02)", NULL, 0, 0, 0);
-        snprintf(ins, sizeof ins, "INSERT INTO %s DEFAULT VALUES RETURNING pg_backend_pid()", tname("pack"));
-        if (round == 0) {
-            n = pids_serving(c, busy, NBUSY, "SELECT pg_backend_pid()", SB_Q_DEFER, 8);
-            CHECK_INT(n, ==, 1);
-        } else if (round == 1) {
-            n = pids_serving(c, busy, NBUSY, ins, SB_Q_DEFER, 8);
-            CHECK_INT(n, ==, 2);
-        } else {
-            n = pids_serving(c, busy, NBUSY, "SELECT pg_backend_pid()", 0, 8);
-            CHECK_INT(n, ==, 2);
-        }
+        CHECKF(pids_serving(c, busy, NBUSY, rounds[round].write ? ins : "SELECT pg_backend_pid()",
+                            rounds[round].flags, 8) == rounds[round].pids,
+               "round %d: 8 requests not served by %d backend(s)", round, rounds[round].pids);
     }
     execf(c, "DROP TABLE %s", tname("pack"));
     sb_conn_close(c);
