@@ -410,9 +410,10 @@ static void pg_submit(sb_conn *c, sb_req *r)
     op->r = r;
     op->sess = r->session;
     op->queued_at = sb__now_ms();
-    op->is_commit = (unsigned)sb_pg_is_commit(r->sql, r->sql_len);
-    op->no_effect = (unsigned)sb_pg_is_no_effect(r->sql, r->sql_len);
-    op->reads = !r->session && sb_pg_is_read(r->sql, r->sql_len);
+    sb_pg_kind kind = sb_pg_kind_of(r->sql, r->sql_len);
+    op->is_commit = kind == SB_PG_COMMIT;
+    op->no_effect = kind == SB_PG_NO_EFFECT;
+    op->reads = kind == SB_PG_READ && !r->session;
     r->drv = op;
     pend_push(d, op);
     dispatch(d);  /* sends (and flushes) at once when a connection is free */

@@ -10,7 +10,7 @@
 **               cancel.
 **   pg_stmt.c   the per-connection prepared-statement cache (hash + LRU).
 **   pg_value.c  parameters to libpq, PGresult to sb_result / sb_error,
-**               message scrubbing, COMMIT detection.
+**               message scrubbing, what a statement is by its first word.
 **
 ** Object model.  A request becomes one sb_pg_op (r->drv points at it) that
 ** sits first in the driver's pending list, then in exactly one connection's
@@ -218,12 +218,15 @@ sb_error *sb_pg_conn_error(const char *sqlstate, const char *msg, int retryable,
 void sb_pg_scrub_parse(const char *msg, const char *conninfo, char *out, size_t outsz);
 /* Replace every occurrence of secret in msg by "***" (in place). */
 void sb_pg_scrub_secret(char *msg, const char *secret);
-/* COMMIT / END [WORK|TRANSACTION|...] ? */
-int sb_pg_is_commit(const char *sql, size_t len);
-/* BEGIN / START / ROLLBACK / ABORT: a statement whose loss changes no data. */
-int sb_pg_is_no_effect(const char *sql, size_t len);
-/* SELECT / VALUES / TABLE / SHOW: a read, as far as scheduling goes (a
-** SELECT may call a function that writes: it is then only packed like one). */
-int sb_pg_is_read(const char *sql, size_t len);
+/* What a statement is, by its first word (after blanks). */
+typedef enum {
+    SB_PG_OTHER,
+    SB_PG_COMMIT,     /* COMMIT / END [WORK|TRANSACTION|...] */
+    SB_PG_NO_EFFECT,  /* BEGIN / START / ROLLBACK / ABORT: its loss changes no data */
+    SB_PG_READ        /* SELECT / VALUES / TABLE / SHOW: a read, as far as
+                         scheduling goes (a SELECT may call a function that
+                         writes: it is then only packed like one) */
+} sb_pg_kind;
+sb_pg_kind sb_pg_kind_of(const char *sql, size_t len);
 
 #endif /* SB_PG_INT_H */

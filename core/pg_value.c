@@ -5,8 +5,9 @@
 ** int8/float8/bool/bytea in binary, text as "unknown" so the server infers
 ** the type), decoding text-format PGresults by column type OID into
 ** sb_result, turning error PGresults into sb_error, keeping secrets out of
-** connection messages, and recognising COMMIT.  Pure functions: no I/O, no
-** driver state.
+** connection messages, and telling a statement's kind by its first word
+** (COMMIT, BEGIN/ROLLBACK, a read).  Pure functions: no I/O, no driver
+** state.
 */
 #include "pg_int.h"
 
@@ -343,34 +344,22 @@ void sb_pg_scrub_secret(char *msg, const char *secret)
     }
 }
 
-/* Does sql (after blanks) start with one of words, as a whole word? */
-static int starts_with_word(const char *sql, size_t len, const char *const *words, size_t nwords)
+sb_pg_kind sb_pg_kind_of(const char *sql, size_t len)
 {
+    static const struct { const char *word; sb_pg_kind kind; } words[] = {
+        { "commit", SB_PG_COMMIT },   { "end", SB_PG_COMMIT },
+        { "begin", SB_PG_NO_EFFECT }, { "start", SB_PG_NO_EFFECT },
+        { "rollback", SB_PG_NO_EFFECT }, { "abort", SB_PG_NO_EFFECT },
+        { "select", SB_PG_READ },     { "values", SB_PG_READ },
+        { "table", SB_PG_READ },      { "show", SB_PG_READ },
+    };
     size_t i = 0;
     while (i < len && isspace((unsigned char)sql[i])) i++;
-    for (size_t w = 0; w < nwords; w++) {
-        size_t n = strlen(words[w]);
-        if (len - i >= n && strncasecmp(sql + i, words[w], n) == 0 &&
+    for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {  /* as a whole word */
+        size_t n = strlen(words[w].word);
+        if (len - i >= n && strncasecmp(sql + i, words[w].word, n) == 0 &&
             (i + n == len || isspace((unsigned char)sql[i + n]) || sql[i + n] == ';'))
-            return 1;
+            return words[w].kind;
     }
-    return 0;
-}
-
-int sb_pg_is_commit(const char *sql, size_t len)
-{
-    static const char *const words[] = { "commit", "end" };
-    return starts_with_word(sql, len, words, 2);
-}
-
-int sb_pg_is_no_effect(const char *sql, size_t len)
-{
-    static const char *const words[] = { "begin", "start", "rollback", "abort" };
-    return starts_with_word(sql, len, words, 4);
-}
-
-int sb_pg_is_read(const char *sql, size_t len)
-{
-    static const char *const words[] = { "select", "values", "table", "show" };
-    return starts_with_word(sql, len, words, 4);
+    return SB_PG_OTHER;
 }
